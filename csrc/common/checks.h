@@ -1,0 +1,71 @@
+// Input checks for the torch bindings. Every failure names the argument, what was expected
+// and what came; value errors surface in Python as ValueError, dtype errors as TypeError.
+#pragma once
+
+#include <torch/extension.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace eet {
+
+inline std::string shape_str(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+// dims: the expected sizes, -1 for "any". spec: the human form, e.g. "[B, S, 3*H*D]".
+inline void check_shape(const at::Tensor& t, const char* name, const std::vector<int64_t>& dims,
+                        const char* spec) {
+  bool ok = t.dim() == static_cast<int64_t>(dims.size());
+  for (size_t i = 0; ok && i < dims.size(); ++i) ok = dims[i] < 0 || t.size(i) == dims[i];
+  TORCH_CHECK_VALUE(ok, name, " must be ", spec, ", got ", shape_str(t));
+}
+
+inline void check_rank(const at::Tensor& t, const char* name, int64_t rank, const char* spec) {
+  TORCH_CHECK_VALUE(t.dim() == rank, name, " must be ", spec, " (", rank, "-D), got ",
+                    shape_str(t));
+}
+
+inline void check_contiguous(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.is_contiguous(), name,
+                    " must be contiguous (call .contiguous() first), got strides ", t.strides());
+}
+
+// Floating-point activations/weights: fp32 on CPU; fp32, fp16 or bf16 on CUDA.
+inline void check_float(const at::Tensor& t, const char* name) {
+  const auto st = t.scalar_type();
+  if (t.is_cuda()) {
+    TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, name,
+                     " must be float32, float16 or bfloat16 on CUDA, got ", st);
+  } else {
+    TORCH_CHECK_VALUE(t.is_cpu(), name, " must be on CPU or CUDA, got ", t.device());
+    TORCH_CHECK_TYPE(st == at::kFloat, name,
+                     " must be float32 on CPU (the CPU kernels are fp32 only), got ", st);
+  }
+}
+
+// `t` must live on the same device and have the same dtype as `ref`.
+inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                       const char* ref_name) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), name, " must be on the same device as ",
+                    ref_name, " (", ref.device(), "), got ", t.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), name, " must have the dtype of ",
+                   ref_name, " (", ref.scalar_type(), "), got ", t.scalar_type());
+}
+
+inline void check_device(const at::Tensor& t, const char* name, const at::Tensor& ref,
+                         const char* ref_name) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), name, " must be on the same device as ",
+                    ref_name, " (", ref.device(), "), got ", t.device());
+}
+
+// Index tensors (token ids, positions, key ranges): int64 or int32.
+inline void check_index(const at::Tensor& t, const char* name) {
+  const auto st = t.scalar_type();
+  TORCH_CHECK_TYPE(st == at::kLong || st == at::kInt, name, " must be int64 or int32, got ", st);
+}
+
+}  // namespace eet

@@ -1,0 +1,50 @@
+// Branch-free fp32 exp/tanh/erf written so that GCC/Clang auto-vectorize the loops that call
+// them (libm calls block vectorization without -ffast-math). Accuracy: exp ~2 ulp over
+// [-87, 88]; tanh and erf absolute error < 3e-7, well inside the fp32 test tolerance.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace eet {
+namespace cpu {
+
+static inline float bits_to_float(int32_t i) {
+  float f;
+  std::memcpy(&f, &i, sizeof(f));
+  return f;
+}
+
+// Cephes-style expf: x = n ln2 + r, exp(r) by a degree-6 polynomial, 2^n by exponent bits.
+static inline float vexp(float x) {
+  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
+static inline float vtanh(float x) {
+  // tanh saturates to 1 in fp32 beyond |x| ~ 9; the clamp keeps exp finite.
+  x = x < -9.f ? -9.f : (x > 9.f ? 9.f : x);
+  return 1.f - 2.f / (vexp(2.f * x) + 1.f);
+}
+
+// Abramowitz & Stegun 7.1.26 with the sign restored.
+static inline float verf(float x) {
+  float a = x < 0.f ? -x : x;
+  float t = 1.f / (1.f + 0.3275911f * a);
+  float r = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+             0.254829592f) * t;
+  float y = 1.f - r * vexp(-a * a);
+  return x < 0.f ? -y : y;
+}
+
+}  // namespace cpu
+}  // namespace eet

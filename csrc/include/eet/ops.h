@@ -1,0 +1,78 @@
+// Kernel entry points shared by the CPU and CUDA sides: raw pointers in, raw pointers out.
+// No torch headers here, so CMake can build and test the kernels without Python.
+// Shapes are written as [B, S, H]; every tensor is row-major and densely packed unless a
+// stride argument says otherwise. All strides are in elements, never bytes.
+#pragma once
+
+#include <cstdint>
+
+namespace eet {
+
+enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+
+// Activation applied by bias_act; names as in transformers' ACT2FN.
+enum class Act : int { kIdentity = 0, kRelu = 1, kGeluErf = 2, kGeluTanh = 3 };
+
+// Generic multi-head attention over strided Q/K/V (the head dim D is always contiguous):
+//   out[b, i, h, :] = sum_j softmax_j(scale * q[b, i, h, :] . k[b, j, h, :]) v[b, j, h, :]
+// over the keys j with key_start[b] <= j < key_end[b] + key_end_add and, when causal,
+// j <= i + causal_offset. A query with no visible key gets an all-zero output row.
+// Used by the prompt pass (Q/K/V read from the packed QKV projection), by the decode step
+// (one query per row against the KV cache) and by cross attention (encoder K/V).
+struct AttnParams {
+  const void* q = nullptr;  // [B, Sq, H, D] with the strides below
+  const void* k = nullptr;  // [B, Sk, H, D]
+  const void* v = nullptr;  // [B, Sk, H, D]
+  void* out = nullptr;      // [B, Sq, H, D]
+  int64_t q_stride_b = 0, q_stride_s = 0, q_stride_h = 0;
+  int64_t k_stride_b = 0, k_stride_s = 0, k_stride_h = 0;
+  int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
+  int64_t o_stride_b = 0, o_stride_s = 0, o_stride_h = 0;
+  int batch = 0, heads = 0, q_len = 0, k_len = 0, head_dim = 0;
+  const int32_t* key_start = nullptr;  // [B] first visible key per row; null = 0
+  const int32_t* key_end = nullptr;    // [B] one past the last visible key; null = k_len
+  int key_end_add = 0;                 // added to key_end[b] (decode: key_end = positions, add 1)
+  bool causal = false;
+  int causal_offset = 0;               // causal: key j visible to query i iff j <= i + causal_offset
+  float scale = 1.f;
+};
+
+// Copy of new keys/values into the preallocated cache:
+//   k_cache[b, h, pos_b + s, :] = k[b, s, h, :] (same for v), pos_b = positions ? positions[b] : 0.
+// Positions with pos_b + s outside [0, max_seq) are skipped (memory safety); the callers
+// validate them first and report the error.
+struct CacheWriteParams {
+  const void* k = nullptr;  // [B, S, H, D] strided like AttnParams
+  const void* v = nullptr;
+  int64_t k_stride_b = 0, k_stride_s = 0, k_stride_h = 0;
+  int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
+  void* k_cache = nullptr;  // [Bc, H, max_seq, D] dense in its last three dims
+  void* v_cache = nullptr;
+  int64_t cache_stride_b = 0;          // elements between cache rows (H * max_seq * D when dense)
+  const int32_t* positions = nullptr;  // [B] or null
+  int batch = 0, seq = 0, heads = 0, head_dim = 0, max_seq = 0;
+};
+
+namespace cpu {
+
+// y = LN(h) * gamma + beta with h = x (+ residual) (+ bias); h_out (if not null) receives h.
+void layernorm(const float* x, const float* residual, const float* bias, const float* gamma,
+               const float* beta, float* y, float* h_out, int64_t rows, int64_t hidden, float eps);
+
+// out[t] = word[ids[t]] + pos[pos_ids[t]] (+ type[type_ids[t]]), then LN if gamma is not null.
+// Returns -1 when all ids are in range, else the index t of the first bad token (nothing is
+// read out of bounds; the caller raises).
+int64_t embedding(const int64_t* ids, const int64_t* pos_ids, const int64_t* type_ids,
+                  const float* word, const float* pos, const float* type, const float* gamma,
+                  const float* beta, float* out, int64_t tokens, int64_t hidden, int64_t vocab,
+                  int64_t n_pos, int64_t n_types, float eps);
+
+// x[n, c] = act(x[n, c] + bias[c]) + residual[n, c]; bias and residual may be null.
+void bias_act(float* x, const float* bias, const float* residual, Act act, int64_t rows,
+              int64_t cols);
+
+void attention(const AttnParams& p);          // fp32
+void kv_cache_write(const CacheWriteParams& p);  // fp32
+
+}  // namespace cpu
+}  // namespace eet

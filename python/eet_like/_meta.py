@@ -1,0 +1,41 @@
+"""Fake (meta) kernels of the eet_like ops: output shapes/dtypes only, so the ops trace under
+torch.compile, torch.export and torch.library.opcheck without running."""
+import torch
+
+
+@torch.library.register_fake("eet_like::layernorm")
+def _layernorm(x, weight, bias, eps):
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("eet_like::add_layernorm")
+def _add_layernorm(x, residual, residual_bias, weight, bias, eps):
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+@torch.library.register_fake("eet_like::embedding")
+def _embedding(input_ids, position_ids, word_embeddings, position_embeddings, token_type_ids,
+               token_type_embeddings, ln_weight, ln_bias, eps):
+    return word_embeddings.new_empty((*input_ids.shape, word_embeddings.shape[1]))
+
+
+@torch.library.register_fake("eet_like::ffn")
+def _ffn(x, w1, b1, w2, b2, activation, residual):
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("eet_like::attention")
+def _attention(qkv, num_heads, causal, key_start, key_end, k_cache, v_cache, scale):
+    b, s, w = qkv.shape
+    return qkv.new_empty((b, s, w // 3))
+
+
+@torch.library.register_fake("eet_like::masked_attention")
+def _masked_attention(qkv, k_cache, v_cache, positions, key_start, num_heads, scale):
+    b, w = qkv.shape
+    return qkv.new_empty((b, w // 3))
+
+
+@torch.library.register_fake("eet_like::cross_attention")
+def _cross_attention(q, k, v, num_heads, key_start, key_end, scale):
+    return torch.empty_like(q)

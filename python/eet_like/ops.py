@@ -1,0 +1,163 @@
+"""Op-level API: typed wrappers of the fused kernels registered as torch.ops.eet_like.*.
+
+Every op takes and returns torch tensors on CPU (float32) or CUDA (float32, float16,
+bfloat16). The wrappers check the cheap things here (types, ranks) and the compiled ops
+check everything again; bad input raises ValueError/TypeError naming the argument.
+
+KV cache layout (per layer): k_cache, v_cache = [Bmax, H, Smax, D]. Joint decoding of a
+left-padded batch keeps every row at the same cache position: the prompt pass writes
+positions [0, S), decode step t writes position S + t, and each row masks its own left
+padding with key_start[b] = number of pad tokens.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+_ops = torch.ops.eet_like
+
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_tanh", "relu", "identity")
+
+
+def _tensor(t, name):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def _rank(t, name, rank, spec):
+    _tensor(t, name)
+    if t.dim() != rank:
+        raise ValueError(f"{name} must be {spec}, got {list(t.shape)}")
+    return t
+
+
+def _optional_index(t, name):
+    if t is None:
+        return None
+    _tensor(t, name)
+    if t.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must be int32 or int64, got {t.dtype}")
+    return t
+
+
+def mask_to_ranges(attention_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """[B, S] 0/1 mask with the ones contiguous in each row (left or right padding) ->
+    (key_start, key_end) int32 [B]. A mask with holes raises ValueError (host sync)."""
+    _rank(attention_mask, "attention_mask", 2, "[B, S]")
+    m = attention_mask != 0
+    s = m.shape[1]
+    count = m.sum(dim=1)
+    start = torch.where(count > 0, m.to(torch.int8).argmax(dim=1), torch.zeros_like(count))
+    end = start + count
+    j = torch.arange(s, device=m.device)
+    expected = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    if not torch.equal(expected, m):
+        raise ValueError("attention_mask must mark one contiguous run of tokens per row "
+                         "(left or right padding); masks with holes are not supported")
+    return start.to(torch.int32), end.to(torch.int32)
+
+
+def layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5,
+              residual: Optional[torch.Tensor] = None, residual_bias: Optional[torch.Tensor] = None):
+    """LayerNorm over the last dim of x [..., H] with weight/bias [H].
+
+    With `residual` ([..., H], same shape) the add is fused: h = x + residual (+ residual_bias
+    [H]); returns (layernorm(h), h) — the normalized output and the new residual stream.
+    Without it returns layernorm(x)."""
+    _tensor(x, "x")
+    if residual is None:
+        if residual_bias is not None:
+            raise ValueError("residual_bias needs residual")
+        return _ops.layernorm(x, weight, bias, float(eps))
+    return _ops.add_layernorm(x, _tensor(residual, "residual"), residual_bias, weight, bias, float(eps))
+
+
+def embedding(input_ids: torch.Tensor, word_embeddings: torch.Tensor, position_embeddings: torch.Tensor,
+              position_ids: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
+              token_type_embeddings: Optional[torch.Tensor] = None, ln_weight: Optional[torch.Tensor] = None,
+              ln_bias: Optional[torch.Tensor] = None, eps: float = 1e-12) -> torch.Tensor:
+    """word_embeddings[input_ids] + position_embeddings[position_ids] (+ token types), then an
+    optional layernorm (ln_weight/ln_bias, BERT). input_ids/position_ids: [B, S] int64/int32;
+    position_ids default to 0..S-1 per row (pass them explicitly for left padding).
+    Returns [B, S, H]. Out-of-range ids raise ValueError."""
+    _tensor(input_ids, "input_ids")
+    _optional_index(input_ids, "input_ids")
+    if position_ids is None:
+        position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
+    return _ops.embedding(input_ids, _tensor(position_ids, "position_ids"), word_embeddings,
+                          position_embeddings, _optional_index(token_type_ids, "token_type_ids"),
+                          token_type_embeddings, ln_weight, ln_bias, float(eps))
+
+
+def ffn(x: torch.Tensor, w1: torch.Tensor, b1: Optional[torch.Tensor], w2: torch.Tensor,
+        b2: Optional[torch.Tensor], activation: str = "gelu",
+        residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """act(x @ w1.T + b1) @ w2.T + b2 (+ residual). x [..., H], w1 [I, H], b1 [I], w2 [H, I],
+    b2 [H] (nn.Linear layout). activation: gelu (erf), gelu_new (tanh; also gelu_fast,
+    gelu_pytorch_tanh), relu, identity. Bias + activation are fused into one pass after the
+    GEMM; the GEMMs run in torch (MKL/oneDNN, cuBLAS)."""
+    if not isinstance(activation, str):
+        raise TypeError(f"activation must be a str, got {type(activation).__name__}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got '{activation}'")
+    return _ops.ffn(_tensor(x, "x"), w1, b1, w2, b2, activation, residual)
+
+
+def attention(qkv: torch.Tensor, num_heads: int, causal: bool = False,
+              attention_mask: Optional[torch.Tensor] = None, key_start: Optional[torch.Tensor] = None,
+              key_end: Optional[torch.Tensor] = None, k_cache: Optional[torch.Tensor] = None,
+              v_cache: Optional[torch.Tensor] = None, scale: Optional[float] = None) -> torch.Tensor:
+    """Full multi-head self-attention over a prompt (the prefill pass).
+
+    qkv: [B, S, 3*H*D], the fused QKV projection with last dim laid out [3][H][D].
+    Padding: either attention_mask [B, S] (0/1, left or right padded) or per-row key ranges
+    key_start/key_end [B] (keys key_start <= j < key_end are visible; left padding:
+    key_start = pad count; right padding: key_end = length). causal adds j <= i.
+    k_cache/v_cache [Bmax, H, Smax, D]: when given, K/V of positions [0, S) are written there.
+    Returns [B, S, H*D] (heads merged); queries with no visible key give zeros."""
+    _rank(qkv, "qkv", 3, "[B, S, 3*H*D]")
+    if attention_mask is not None:
+        if key_start is not None or key_end is not None:
+            raise ValueError("pass either attention_mask or key_start/key_end, not both")
+        key_start, key_end = mask_to_ranges(attention_mask)
+    return _ops.attention(qkv, int(num_heads), bool(causal), _optional_index(key_start, "key_start"),
+                          _optional_index(key_end, "key_end"), k_cache, v_cache, scale)
+
+
+def masked_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                     positions: torch.Tensor, num_heads: int, key_start: Optional[torch.Tensor] = None,
+                     scale: Optional[float] = None, check: bool = True) -> torch.Tensor:
+    """One incremental decode step: for each row b, writes the new K/V (from qkv [B, 3*H*D])
+    into k_cache/v_cache [Bmax, H, Smax, D] at positions[b], then attends over cache entries
+    key_start[b] <= j <= positions[b]. Returns [B, H*D].
+
+    check=True validates positions against the cache size (on CUDA that is a host sync;
+    the model decode loops track positions on the host and pass check=False)."""
+    _rank(qkv, "qkv", 2, "[B, 3*H*D]")
+    _tensor(positions, "positions")
+    _optional_index(positions, "positions")
+    if check and isinstance(k_cache, torch.Tensor) and k_cache.dim() == 4 and positions.numel() > 0:
+        lo, hi = int(positions.min()), int(positions.max())
+        if lo < 0 or hi >= k_cache.shape[2]:
+            raise ValueError(f"cache overflow: positions must be in [0, {k_cache.shape[2]}) "
+                             f"(k_cache Smax), got values in [{lo}, {hi}]")
+    return _ops.masked_attention(qkv, k_cache, v_cache, positions,
+                                 _optional_index(key_start, "key_start"), int(num_heads), scale)
+
+
+def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int,
+                    key_padding_mask: Optional[torch.Tensor] = None,
+                    key_start: Optional[torch.Tensor] = None, key_end: Optional[torch.Tensor] = None,
+                    scale: Optional[float] = None) -> torch.Tensor:
+    """Decoder queries q [B, Sq, H*D] against encoder keys/values k, v [B, Sk, H*D] (any
+    strides with a contiguous last dim, e.g. halves of a fused KV projection).
+    key_padding_mask [B, Sk] (True/1 = pad, fairseq's convention) or key_start/key_end [B]
+    select each row's encoder positions. Returns [B, Sq, H*D]."""
+    _rank(q, "q", 3, "[B, Sq, H*D]")
+    if key_padding_mask is not None:
+        if key_start is not None or key_end is not None:
+            raise ValueError("pass either key_padding_mask or key_start/key_end, not both")
+        _rank(key_padding_mask, "key_padding_mask", 2, "[B, Sk]")
+        key_start, key_end = mask_to_ranges(key_padding_mask == 0)
+    return _ops.cross_attention(q, k, v, int(num_heads), _optional_index(key_start, "key_start"),
+                                _optional_index(key_end, "key_end"), scale)

@@ -1,0 +1,111 @@
+"""Plain-torch reference of every eet_like op: the test oracle. Same signatures as
+eet_like.ops; computed in the inputs' dtype (upcast the inputs for an fp32 reference)."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+_ACTS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "identity": lambda x: x,
+}
+
+
+def layernorm(x, weight, bias, eps=1e-5, residual=None, residual_bias=None):
+    if residual is None and residual_bias is None:
+        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    h = x
+    if residual is not None:
+        h = h + residual
+    if residual_bias is not None:
+        h = h + residual_bias
+    return F.layer_norm(h, (x.shape[-1],), weight, bias, eps), h
+
+
+def embedding(input_ids, word_embeddings, position_embeddings, position_ids=None,
+              token_type_ids=None, token_type_embeddings=None, ln_weight=None, ln_bias=None,
+              eps=1e-12):
+    if position_ids is None:
+        position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
+    out = word_embeddings[input_ids] + position_embeddings[position_ids]
+    if token_type_ids is not None:
+        out = out + token_type_embeddings[token_type_ids]
+    if ln_weight is not None:
+        out = F.layer_norm(out, (out.shape[-1],), ln_weight, ln_bias, eps)
+    return out
+
+
+def _ranges(batch, length, key_start, key_end, device):
+    start = torch.zeros(batch, dtype=torch.long, device=device) if key_start is None else key_start.long()
+    end = torch.full((batch,), length, dtype=torch.long, device=device) if key_end is None else key_end.long()
+    return start, end
+
+
+def _attend(q, k, v, allowed, scale):
+    """q [B, H, Sq, D], k/v [B, H, Sk, D], allowed [B, 1|H, Sq, Sk] bool; empty rows -> 0."""
+    scores = (q @ k.transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return probs @ v
+
+
+def attention(qkv, num_heads, causal=False, key_start=None, key_end=None, k_cache=None,
+              v_cache=None, scale=None):
+    b, s, w = qkv.shape
+    d = w // 3 // num_heads
+    q, k, v = qkv.view(b, s, 3, num_heads, d).permute(2, 0, 3, 1, 4)
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    start, end = _ranges(b, s, key_start, key_end, qkv.device)
+    j = torch.arange(s, device=qkv.device)
+    allowed = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])  # [B, Sk]
+    allowed = allowed[:, None, None, :].expand(b, 1, s, s)
+    if causal:
+        allowed = allowed & (j[None, :] <= j[:, None])[None, None]
+    out = _attend(q, k, v, allowed, scale)
+    if k_cache is not None:
+        k_cache[:b, :, :s] = k
+        v_cache[:b, :, :s] = v
+    return out.transpose(1, 2).reshape(b, s, num_heads * d)
+
+
+def masked_attention(qkv, k_cache, v_cache, positions, num_heads, key_start=None, scale=None):
+    b, w = qkv.shape
+    d = w // 3 // num_heads
+    q, k, v = qkv.view(b, 3, num_heads, d).unbind(1)
+    rows = torch.arange(b, device=qkv.device)
+    pos = positions.long()
+    k_cache[rows, :, pos] = k
+    v_cache[rows, :, pos] = v
+    smax = k_cache.shape[2]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    start, _ = _ranges(b, smax, key_start, None, qkv.device)
+    j = torch.arange(smax, device=qkv.device)
+    allowed = (j[None, :] >= start[:, None]) & (j[None, :] <= pos[:, None])
+    out = _attend(q[:, :, None], k_cache[:b], v_cache[:b], allowed[:, None, None, :], scale)
+    return out.reshape(b, num_heads * d)
+
+
+def cross_attention(q, k, v, num_heads, key_start=None, key_end=None, scale=None):
+    b, sq, w = q.shape
+    sk = k.shape[1]
+    d = w // num_heads
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    qh = q.view(b, sq, num_heads, d).transpose(1, 2)
+    kh = k.reshape(b, sk, num_heads, d).transpose(1, 2)
+    vh = v.reshape(b, sk, num_heads, d).transpose(1, 2)
+    start, end = _ranges(b, sk, key_start, key_end, q.device)
+    j = torch.arange(sk, device=q.device)
+    allowed = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    out = _attend(qh, kh, vh, allowed[:, None, None, :], scale)
+    return out.transpose(1, 2).reshape(b, sq, w)
+
+
+def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):
+    h = _ACTS[activation](F.linear(x, w1, b1))
+    out = F.linear(h, w2, b2)
+    return out if residual is None else out + residual

@@ -1,0 +1,98 @@
+"""Builds eet_like and its compiled extension eet_like._C.
+
+CPU kernels are always built. The CUDA kernels are added when torch is a CUDA build and
+nvcc is found (CUDA_HOME); EET_FORCE_CPU=1 skips them. Target archs come from
+EET_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest); MAX_JOBS limits parallel
+compile jobs. CPU code targets any x86-64 with AVX2+FMA; EET_CPU_NATIVE=1 uses -march=native.
+
+Install with an existing torch:  pip install --no-build-isolation .
+"""
+import glob
+import os
+import platform
+import warnings
+
+from setuptools import find_packages, setup
+
+try:
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+except ImportError as e:  # pragma: no cover - build-time message
+    raise SystemExit(
+        "eet_like builds against an installed torch: `pip install torch==2.13.0` (CPU) or a CUDA "
+        "build first, then `pip install --no-build-isolation .`") from e
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def rel(pattern):
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def cpu_flags():
+    flags = ["-O3", "-std=c++17", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    if os.environ.get("EET_CPU_NATIVE") == "1":
+        flags.append("-march=native")
+    elif platform.machine() in ("x86_64", "AMD64"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def cuda_archs():
+    archs = [a.strip() for a in os.environ.get("EET_CUDA_ARCHS", "80;86;89;90").split(";") if a.strip()]
+    flags = []
+    for a in archs:
+        num = a.replace(".", "").replace("+PTX", "")
+        flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
+    last = archs[-1].replace(".", "").replace("+PTX", "")
+    flags.append(f"-gencode=arch=compute_{last},code=compute_{last}")
+    return flags
+
+
+def want_cuda():
+    if os.environ.get("EET_FORCE_CPU") == "1":
+        return False
+    if torch.version.cuda is None:
+        warnings.warn("eet_like: torch is a CPU build; building the CPU kernels only")
+        return False
+    if CUDA_HOME is None or not os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")):
+        warnings.warn("eet_like: nvcc not found (set CUDA_HOME); building the CPU kernels only")
+        return False
+    return True
+
+
+sources = rel("csrc/bindings.cpp") + rel("csrc/torch/*.cpp") + rel("csrc/cpu/*.cpp")
+include_dirs = [os.path.join(ROOT, "csrc", "include"), os.path.join(ROOT, "csrc")]
+if want_cuda():
+    ext = CUDAExtension(
+        "eet_like._C",
+        sources + rel("csrc/cuda/*.cu"),
+        include_dirs=include_dirs,
+        define_macros=[("WITH_CUDA", None)],
+        extra_compile_args={
+            "cxx": cpu_flags(),
+            "nvcc": ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"] + cuda_archs(),
+        },
+        extra_link_args=["-fopenmp"],
+    )
+else:
+    ext = CppExtension(
+        "eet_like._C", sources, include_dirs=include_dirs,
+        extra_compile_args={"cxx": cpu_flags()}, extra_link_args=["-fopenmp"])
+
+setup(
+    name="eet_like",
+    version="0.1.0",
+    description="Fast transformer inference: fused CUDA/CPU kernels, GPT-2 and BERT models",
+    package_dir={"": "python"},
+    packages=find_packages("python"),
+    package_data={"eet_like": ["data/*"]},
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtension},
+    python_requires=">=3.9",
+    install_requires=["torch>=2.4", "numpy"],
+    extras_require={
+        "hf": ["transformers>=4.40", "safetensors"],
+        "test": ["pytest", "transformers>=4.40", "safetensors"],
+    },
+)
