@@ -1,0 +1,65 @@
+"""Reading Hugging Face checkpoints without the network: a local directory in the
+transformers layout (config.json + *.safetensors, sharded or not, or pytorch_model.bin) or
+an in-memory transformers model. transformers itself is not needed for directories."""
+import json
+import os
+from typing import Dict, Tuple
+
+import torch
+
+
+def _load_dir_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    files = sorted(os.listdir(path))
+    index = next((f for f in files if f.endswith(".safetensors.index.json")), None)
+    single = [f for f in files if f.endswith(".safetensors")]
+    if index is not None or single:
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:
+            raise ImportError("loading *.safetensors needs the safetensors package: pip install safetensors") from e
+        if index is not None:
+            with open(os.path.join(path, index)) as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+        else:
+            shards = single
+        state = {}
+        for shard in shards:
+            state.update(load_file(os.path.join(path, shard)))
+        return state
+    bins = [f for f in files if f.startswith("pytorch_model") and f.endswith(".bin")]
+    if bins:
+        state = {}
+        for b in bins:
+            # weights_only: a checkpoint is data, never code to run.
+            state.update(torch.load(os.path.join(path, b), map_location="cpu", weights_only=True))
+        return state
+    raise FileNotFoundError(f"no *.safetensors or pytorch_model*.bin weights in {path!r}")
+
+
+def load_config_and_state_dict(path_or_model) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    """-> (config as a dict with at least 'model_type', state dict of tensors)."""
+    if isinstance(path_or_model, (str, os.PathLike)):
+        path = os.fspath(path_or_model)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"path_or_hf_model: {path!r} is not a directory (expected a local "
+                                    "transformers checkpoint: config.json + weights)")
+        cfg_file = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_file):
+            raise FileNotFoundError(f"path_or_hf_model: no config.json in {path!r}")
+        with open(cfg_file) as f:
+            config = json.load(f)
+        return config, _load_dir_state_dict(path)
+    config = getattr(path_or_model, "config", None)
+    if config is None or not hasattr(path_or_model, "state_dict"):
+        raise TypeError("path_or_hf_model must be a directory path or an in-memory transformers model, "
+                        f"got {type(path_or_model).__name__}")
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
+    return cfg, dict(path_or_model.state_dict())
+
+
+def strip_prefix(state: Dict[str, torch.Tensor], prefixes) -> Dict[str, torch.Tensor]:
+    """Drop the first of `prefixes` that the keys carry (e.g. 'transformer.', 'bert.')."""
+    for p in prefixes:
+        if any(k.startswith(p) for k in state):
+            return {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
+    return state

@@ -1,0 +1,7 @@
+"""Modules built from the eet_like ops; the GPT-2, BERT and fairseq models compose these."""
+from .attention import SelfAttention
+from .embedding import Embedding
+from .ffn import FeedForward
+from .layernorm import LayerNorm
+
+__all__ = ["Embedding", "FeedForward", "LayerNorm", "SelfAttention"]
