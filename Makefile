@@ -1,0 +1,24 @@
+# The two commands of the README. Both set everything up on a fresh machine first.
+#   make demo   the main job: an offline demo on embedded defaults
+#   make test   the test suite (pytest; CUDA cases skip without a GPU)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup bench cmake-test
+setup:
+	VENV=$(VENV) bash scripts/setup_env.sh
+
+demo: setup
+	$(PY) -m eet_like demo
+
+test: setup
+	$(PY) -m pytest tests -q -ra
+
+bench: setup
+	$(PY) benchmarks/bench_ops.py
+
+# The kernels without Python (CPU tests run; the CUDA test is skipped without a GPU).
+cmake-test:
+	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release
+	cmake --build build/cmake -j2
+	ctest --test-dir build/cmake --output-on-failure
