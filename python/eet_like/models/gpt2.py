@@ -1,0 +1,498 @@
+"""GPT-2 built from the eet_like layers: GPT2Model (hidden states) and GPT2LMHeadModel (logits,
+joint decoding and a transformers-compatible generate()).
+
+Block (pre-LN, as GPT-2):  a = ln_1(h); h += attn(a) + out_bias; m = ln_2(h); h += ffn(m) + b2.
+The two bias adds ride in the next add_layernorm (residual_bias), so every block is
+qkv GEMM -> attention -> out GEMM -> add_layernorm -> ffn -> add_layernorm.
+
+Joint decoding: a left-padded batch goes through ONE prefill pass that fills the KV cache
+[0, S); decode step t feeds one token per row at cache position S + t. Row b masks its
+padding with key_start[b] = pad count and embeds position S + t - key_start[b], which is
+what transformers derives from the attention mask (cumsum(mask) - 1).
+
+No transformers import here: checkpoints are read by integrations.transformers.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+from ..generation import decode as _decode
+from ..generation.decode import check_input_ids as _check_input_ids, check_mask as _check_mask
+from ..generation.kv_cache import KVCache
+from ..integrations.transformers import load_config_and_state_dict, strip_prefix
+from ..layers import Embedding, FeedForward, LayerNorm, SelfAttention
+
+_ops = torch.ops.eet_like
+
+# transformers ACT2FN names -> eet_like activations (same formulas).
+_ACTIVATIONS = {"gelu_new": "gelu_new", "gelu": "gelu", "relu": "relu", "gelu_fast": "gelu_fast",
+                "gelu_pytorch_tanh": "gelu_pytorch_tanh"}
+
+
+@dataclass
+class GPT2Config:
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: Optional[int] = None
+    activation_function: str = "gelu_new"
+    layer_norm_epsilon: float = 1e-5
+    tie_word_embeddings: bool = True
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    bos_token_id: Optional[int] = 50256
+    eos_token_id: Optional[object] = 50256
+    pad_token_id: Optional[int] = None
+
+    @property
+    def inner(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def attn_scale(self, layer_idx: int) -> float:
+        scale = 1.0 / math.sqrt(self.head_dim) if self.scale_attn_weights else 1.0
+        if self.scale_attn_by_inverse_layer_idx:
+            scale /= float(layer_idx + 1)
+        return scale
+
+    def validate(self) -> "GPT2Config":
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"config {name} must be a positive int, got {v!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"config n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
+            raise ValueError(f"config n_inner must be None or a positive int, got {self.n_inner!r}")
+        if self.activation_function not in _ACTIVATIONS:
+            raise ValueError(f"config activation_function '{self.activation_function}' is not supported; "
+                             f"supported: {', '.join(_ACTIVATIONS)}")
+        if not self.layer_norm_epsilon > 0:
+            raise ValueError(f"config layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+        return self
+
+    @classmethod
+    def from_hf(cls, cfg: dict) -> "GPT2Config":
+        """From a transformers GPT-2 config dict; options this model cannot honour raise."""
+        if cfg.get("model_type", "gpt2") != "gpt2":
+            raise ValueError(f"config model_type must be 'gpt2', got {cfg.get('model_type')!r}")
+        if cfg.get("add_cross_attention", False):
+            raise ValueError("config add_cross_attention=True (GPT-2 as a decoder with cross-attention) "
+                             "is not supported")
+        # reorder_and_upcast_attn only changes the mixed-precision order of operations in
+        # transformers' eager attention; our kernels always accumulate scores and softmax in
+        # fp32, so it is accepted (the fp32 result is the same).
+        known = {f.name for f in fields(cls)}
+        kw = {k: cfg[k] for k in known if k in cfg}
+        return cls(**kw).validate()
+
+
+@dataclass
+class BaseModelOutput:
+    last_hidden_state: torch.Tensor
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else (self.last_hidden_state,)[key]
+
+
+@dataclass
+class CausalLMOutput:
+    logits: torch.Tensor
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else (self.logits,)[key]
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, cfg: GPT2Config, layer_idx: int, dtype, device):
+        super().__init__()
+        p = dict(dtype=dtype, device=device)
+        self.ln_1 = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, **p)
+        self.attn = SelfAttention(cfg.n_embd, cfg.n_head, causal=True, scale=cfg.attn_scale(layer_idx), **p)
+        self.ln_2 = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, **p)
+        self.mlp = FeedForward(cfg.n_embd, cfg.inner, _ACTIVATIONS[cfg.activation_function], **p)
+
+
+def _check_device_dtype(dtype, device):
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type == "cpu" and dtype != torch.float32:
+        raise ValueError(f"dtype {dtype} is not supported on CPU (the CPU kernels are float32)")
+    if dev.type == "cuda":
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16 on CUDA, got {dtype}")
+        from .. import cuda_kernels_available
+        if not cuda_kernels_available():
+            raise ValueError("device='cuda' needs eet_like built with its CUDA kernels "
+                             "(eet_like.cuda_kernels_available() is False)")
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be cpu or cuda, got {dev}")
+    return dev
+
+
+class GPT2Model(nn.Module):
+    """GPT-2 trunk: embeddings, blocks, final layernorm. forward() -> .last_hidden_state [B, S, H]."""
+
+    def __init__(self, config: GPT2Config, dtype=torch.float32, device=None):
+        super().__init__()
+        self.config = config.validate()
+        p = dict(dtype=dtype, device=device)
+        self.embed = Embedding(config.vocab_size, config.n_positions, config.n_embd, **p)
+        self.blocks = nn.ModuleList(GPT2Block(config, i, dtype, device) for i in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon, **p)
+
+    @property
+    def dtype(self):
+        return self.ln_f.weight.dtype
+
+    @property
+    def device(self):
+        return self.ln_f.weight.device
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_hf_state_dict(self, state) -> None:
+        """Copy a transformers GPT-2 trunk state dict (keys without 'transformer.') in,
+        transposing Conv1D weights [in, out] into nn.Linear layout [out, in]."""
+        state = dict(state)
+        for k in [k for k in state if k.endswith((".attn.bias", ".attn.masked_bias"))]:
+            del state[k]  # causal-mask buffers of old checkpoints, not weights
+
+        def take(name, transpose=False):
+            if name not in state:
+                raise ValueError(f"checkpoint is missing weight '{name}'")
+            t = state.pop(name)
+            return t.t() if transpose else t
+
+        def put(param, value, name):
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(f"checkpoint weight '{name}' has shape {list(value.shape)}, expected "
+                                 f"{list(param.shape)} for this config")
+            param.copy_(value)
+
+        with torch.no_grad():
+            put(self.embed.word, take("wte.weight"), "wte.weight")
+            put(self.embed.position, take("wpe.weight"), "wpe.weight")
+            for i, blk in enumerate(self.blocks):
+                pre = f"h.{i}."
+                for ln, hf in ((blk.ln_1, "ln_1"), (blk.ln_2, "ln_2")):
+                    put(ln.weight, take(pre + hf + ".weight"), pre + hf + ".weight")
+                    put(ln.bias, take(pre + hf + ".bias"), pre + hf + ".bias")
+                put(blk.attn.qkv_weight, take(pre + "attn.c_attn.weight", True), pre + "attn.c_attn.weight")
+                put(blk.attn.qkv_bias, take(pre + "attn.c_attn.bias"), pre + "attn.c_attn.bias")
+                put(blk.attn.out_weight, take(pre + "attn.c_proj.weight", True), pre + "attn.c_proj.weight")
+                put(blk.attn.out_bias, take(pre + "attn.c_proj.bias"), pre + "attn.c_proj.bias")
+                put(blk.mlp.w1, take(pre + "mlp.c_fc.weight", True), pre + "mlp.c_fc.weight")
+                put(blk.mlp.b1, take(pre + "mlp.c_fc.bias"), pre + "mlp.c_fc.bias")
+                put(blk.mlp.w2, take(pre + "mlp.c_proj.weight", True), pre + "mlp.c_proj.weight")
+                put(blk.mlp.b2, take(pre + "mlp.c_proj.bias"), pre + "mlp.c_proj.bias")
+            put(self.ln_f.weight, take("ln_f.weight"), "ln_f.weight")
+            put(self.ln_f.bias, take("ln_f.bias"), "ln_f.bias")
+        if state:
+            raise ValueError(f"checkpoint has weights this GPT-2 model does not use: {sorted(state)[:8]}")
+
+    @classmethod
+    def from_pretrained(cls, path_or_hf_model, dtype=torch.float32, device=None, **kwargs):
+        """A local transformers directory (config.json + safetensors/.bin) or an in-memory
+        transformers GPT2Model / GPT2LMHeadModel."""
+        if kwargs:
+            raise ValueError(f"GPT2Model.from_pretrained got unknown arguments: {sorted(kwargs)}")
+        dev = _check_device_dtype(dtype, device)
+        cfg, state = load_config_and_state_dict(path_or_hf_model)
+        config = GPT2Config.from_hf(cfg)
+        state = strip_prefix(state, ("transformer.",))
+        state.pop("lm_head.weight", None)
+        model = cls(config, dtype=dtype, device=dev)
+        model.load_hf_state_dict(state)
+        return model.eval()
+
+    # -- compute ---------------------------------------------------------------------------
+
+    def run_prefill(self, input_ids, position_ids, key_start=None, key_end=None, cache: KVCache = None,
+                    last_only: bool = False):
+        """The prompt pass: [B, S] ids -> final-layernormed hidden [B, S, H] ([B, 1, H] with
+        last_only: the last block's FFN and ln_f run on the last position only). With
+        `cache`, K/V of positions [0, S) of every layer are written into rows [0, B)."""
+        x = _ops.embedding(input_ids, position_ids, self.embed.word, self.embed.position,
+                           None, None, None, None, 1e-12)
+        blocks = self.blocks
+        b0 = blocks[0].ln_1
+        a = _ops.layernorm(x, b0.weight, b0.bias, b0.eps)
+        h = x
+        last = len(blocks) - 1
+        for i, blk in enumerate(blocks):
+            kc = vc = None
+            if cache is not None:
+                kc, vc = cache.k[i], cache.v[i]
+            o = blk.attn.prefill(a, key_start, key_end, kc, vc)
+            if last_only and i == last:
+                o, h = o[:, -1:].contiguous(), h[:, -1:].contiguous()
+            m, h = _ops.add_layernorm(o, h, blk.attn.out_bias, blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps)
+            f = _ops.ffn(m, blk.mlp.w1, blk.mlp.b1, blk.mlp.w2, None, blk.mlp.activation, None)
+            nxt = blocks[i + 1].ln_1 if i < last else self.ln_f
+            a, h = _ops.add_layernorm(f, h, blk.mlp.b2, nxt.weight, nxt.bias, nxt.eps)
+        return a
+
+    def run_decode(self, tokens, position_ids, positions, key_start, cache: KVCache):
+        """One token per row: tokens/position_ids [n] -> final-layernormed hidden [n, H].
+        positions [n] int32 is the cache slot written and attended up to; no host sync."""
+        x = _ops.embedding(tokens, position_ids, self.embed.word, self.embed.position,
+                           None, None, None, None, 1e-12)
+        blocks = self.blocks
+        b0 = blocks[0].ln_1
+        a = _ops.layernorm(x, b0.weight, b0.bias, b0.eps)
+        h = x
+        last = len(blocks) - 1
+        for i, blk in enumerate(blocks):
+            at = blk.attn
+            qkv = torch.addmm(at.qkv_bias, a, at.qkv_weight.t())
+            ctx = _ops.masked_attention(qkv, cache.k[i], cache.v[i], positions, key_start,
+                                        at.num_heads, at.scale)
+            o = torch.mm(ctx, at.out_weight.t())
+            m, h = _ops.add_layernorm(o, h, at.out_bias, blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps)
+            f = _ops.ffn(m, blk.mlp.w1, blk.mlp.b1, blk.mlp.w2, None, blk.mlp.activation, None)
+            nxt = blocks[i + 1].ln_1 if i < last else self.ln_f
+            a, h = _ops.add_layernorm(f, h, blk.mlp.b2, nxt.weight, nxt.bias, nxt.eps)
+        return a
+
+    def _positions_and_ranges(self, input_ids, attention_mask, position_ids):
+        b, s = input_ids.shape
+        if s > self.config.n_positions:
+            raise ValueError(f"input_ids has {s} tokens, more than the model's n_positions "
+                             f"({self.config.n_positions})")
+        key_start = key_end = None
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(input_ids.device)
+            key_start, key_end = ops.mask_to_ranges(attention_mask)
+            if position_ids is None:
+                m = (attention_mask != 0).long()
+                position_ids = (m.cumsum(-1) - 1).masked_fill(m == 0, 0)
+        if position_ids is None:
+            position_ids = torch.arange(s, device=input_ids.device).expand(b, s)
+        elif position_ids.shape != input_ids.shape:
+            raise ValueError(f"position_ids must have the shape of input_ids {list(input_ids.shape)}, "
+                             f"got {list(position_ids.shape)}")
+        return position_ids.contiguous(), key_start, key_end
+
+    @torch.no_grad()
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        """input_ids [B, S]; attention_mask [B, S] (left or right padding, no holes);
+        position_ids default from the mask (cumsum - 1) so left-padded rows match their
+        unpadded run. Returns .last_hidden_state [B, S, H] (padding rows: undefined values)."""
+        _check_input_ids(input_ids)
+        _check_mask(attention_mask, input_ids)
+        input_ids = input_ids.to(self.device)
+        pos, ks, ke = self._positions_and_ranges(input_ids, attention_mask, position_ids)
+        return BaseModelOutput(self.run_prefill(input_ids, pos.to(self.device), ks, ke))
+
+
+class GPT2LMHeadModel(nn.Module):
+    """GPT-2 with its LM head, a preallocated KV cache and generate().
+
+        model = GPT2LMHeadModel.from_pretrained(path_or_hf_model, dtype=torch.float16, device="cuda",
+                                                max_batch=16, max_seq_len=1024)
+        out = model.generate(input_ids, attention_mask=mask, max_new_tokens=64, do_sample=True, top_p=0.9)
+    """
+
+    def __init__(self, config: GPT2Config, dtype=torch.float32, device=None, max_batch: int = 8,
+                 max_seq_len: Optional[int] = None, generation_defaults: Optional[dict] = None):
+        super().__init__()
+        dev = _check_device_dtype(dtype, device)
+        self.transformer = GPT2Model(config, dtype=dtype, device=dev)
+        self.config = self.transformer.config
+        if max_seq_len is None:
+            max_seq_len = config.n_positions
+        for name, v in (("max_batch", max_batch), ("max_seq_len", max_seq_len)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if max_seq_len > config.n_positions:
+            raise ValueError(f"max_seq_len ({max_seq_len}) must be <= the model's n_positions "
+                             f"({config.n_positions})")
+        if config.tie_word_embeddings:
+            self.lm_head = None
+        else:
+            self.lm_head = nn.Parameter(torch.zeros(config.vocab_size, config.n_embd, dtype=dtype, device=dev),
+                                        requires_grad=False)
+        self.max_batch, self.max_seq_len = max_batch, max_seq_len
+        self.cache = KVCache.allocate(config.n_layer, max_batch, config.n_head, max_seq_len,
+                                      config.head_dim, dtype=dtype, device=dev)
+        self.state = DecodeState.allocate(max_batch, config.vocab_size, dtype, dev)
+        # Defaults for generate(): the checkpoint's generation config (generation_config.json
+        # or the in-memory model's), else transformers' global defaults.
+        self.generation_defaults = dict(generation_defaults or {})
+        for k in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if k not in self.generation_defaults and getattr(config, k) is not None:
+                self.generation_defaults[k] = getattr(config, k)
+
+    @property
+    def dtype(self):
+        return self.transformer.dtype
+
+    @property
+    def device(self):
+        return self.transformer.device
+
+    @property
+    def lm_weight(self) -> torch.Tensor:
+        """[V, H]: the tied word embeddings or the separate lm_head."""
+        return self.transformer.embed.word if self.lm_head is None else self.lm_head
+
+    @classmethod
+    def from_pretrained(cls, path_or_hf_model, dtype=torch.float32, device=None, max_batch: int = 8,
+                        max_seq_len: Optional[int] = None, **kwargs):
+        """A local transformers directory (config.json + model.safetensors / pytorch_model.bin,
+        optional generation_config.json) or an in-memory transformers GPT2LMHeadModel/GPT2Model.
+        max_batch/max_seq_len size the preallocated KV cache (rows include beams and
+        num_return_sequences); generate() requests beyond them raise ValueError."""
+        if kwargs:
+            raise ValueError(f"GPT2LMHeadModel.from_pretrained got unknown arguments: {sorted(kwargs)}")
+        _check_device_dtype(dtype, device)
+        cfg, state = load_config_and_state_dict(path_or_hf_model)
+        config = GPT2Config.from_hf(cfg)
+        model = cls(config, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len,
+                    generation_defaults=_read_generation_defaults(path_or_hf_model))
+        lm = state.pop("lm_head.weight", None)
+        state = strip_prefix(state, ("transformer.",))
+        model.transformer.load_hf_state_dict(state)
+        if model.lm_head is not None:
+            if lm is None:
+                raise ValueError("config tie_word_embeddings=False but the checkpoint has no 'lm_head.weight'")
+            if tuple(lm.shape) != tuple(model.lm_head.shape):
+                raise ValueError(f"checkpoint weight 'lm_head.weight' has shape {list(lm.shape)}, "
+                                 f"expected {list(model.lm_head.shape)}")
+            with torch.no_grad():
+                model.lm_head.copy_(lm)
+        return model.eval()
+
+    @torch.no_grad()
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        """input_ids [B, S] -> .logits [B, S, V] (model dtype). Left- or right-padded batches
+        via attention_mask; at real positions each row equals its unpadded run."""
+        _check_input_ids(input_ids)
+        _check_mask(attention_mask, input_ids)
+        input_ids = input_ids.to(self.device)
+        t = self.transformer
+        pos, ks, ke = t._positions_and_ranges(input_ids, attention_mask, position_ids)
+        hidden = t.run_prefill(input_ids, pos.to(self.device), ks, ke)
+        return CausalLMOutput(torch.matmul(hidden, self.lm_weight.t()))
+
+    def generate(self, input_ids=None, attention_mask=None, streamer=None, generator=None, seed=None,
+                 generation_config=None, **kwargs):
+        """transformers-compatible generate (see generation/decode.py for the options): returns
+        [B * num_return_sequences, prompt_len + new] token ids, or a GenerateOutput with
+        return_dict_in_generate=True."""
+        return _decode.generate(self, input_ids, attention_mask=attention_mask, streamer=streamer,
+                                generator=generator, seed=seed, generation_config=generation_config,
+                                **kwargs)
+
+    # -- the decode-loop interface used by generation/decode.py --------------------------------
+
+    def check_request(self, rows: int, max_length: int) -> None:
+        """Raise before any compute when `rows` sequences of up to `max_length` tokens do not fit."""
+        if rows > self.max_batch:
+            raise ValueError(f"the request needs {rows} cache rows (batch x max(num_beams, "
+                             f"num_return_sequences)), more than max_batch={self.max_batch}; "
+                             "pass a larger max_batch to from_pretrained")
+        # The last generated token is never fed back, so max_length - 1 positions are used.
+        if max_length - 1 > self.config.n_positions:
+            raise ValueError(f"max_length {max_length} (prompt + max_new_tokens) goes beyond the model's "
+                             f"n_positions ({self.config.n_positions}); lower max_new_tokens/max_length")
+        if max_length - 1 > self.max_seq_len:
+            raise ValueError(f"max_length {max_length} (prompt + max_new_tokens) needs {max_length - 1} cache "
+                             f"positions, more than max_seq_len={self.max_seq_len}; lower max_new_tokens or "
+                             "pass a larger max_seq_len to from_pretrained")
+
+    def prefill(self, input_ids, key_start):
+        return prefill(self, self.state, input_ids, key_start)
+
+    def decode_step(self, tokens):
+        return decode_step(self, self.state, tokens)
+
+    def reorder_cache(self, index, length: int):
+        reorder(self, self.state, index, length)
+
+
+@dataclass
+class DecodeState:
+    """Static buffers of a joint decode ([max_batch] each; a request uses rows [0, n)).
+    Updated in place so a decode step keeps its shapes and addresses (CUDA-graph friendly)."""
+    tokens: torch.Tensor        # [Bmax] int64, the token fed at this step
+    position_ids: torch.Tensor  # [Bmax] int64, embedding position of that token per row
+    positions: torch.Tensor     # [Bmax] int32, cache slot written this step (same for all rows)
+    key_start: torch.Tensor     # [Bmax] int32, left-pad count per row
+    logits: torch.Tensor        # [Bmax, V] model dtype
+    n: int = 0                  # rows in use
+    length: int = 0             # cache positions filled (host-side, no sync)
+
+    @classmethod
+    def allocate(cls, max_batch, vocab, dtype, device):
+        z = dict(device=device)
+        return cls(torch.zeros(max_batch, dtype=torch.int64, **z), torch.zeros(max_batch, dtype=torch.int64, **z),
+                   torch.zeros(max_batch, dtype=torch.int32, **z), torch.zeros(max_batch, dtype=torch.int32, **z),
+                   torch.empty(max_batch, vocab, dtype=dtype, **z))
+
+
+def prefill(model: GPT2LMHeadModel, st: DecodeState, input_ids, key_start):
+    """Prompt pass of a left-padded batch [n, S] (key_start [n] int32 = pad counts): fills
+    cache positions [0, S) of rows [0, n) and returns the last position's logits [n, V]."""
+    n, s = input_ids.shape
+    pos = (torch.arange(s, device=input_ids.device)[None, :] - key_start[:, None].long()).clamp_(min=0)
+    hidden = model.transformer.run_prefill(input_ids, pos, key_start, None, model.cache, last_only=True)
+    logits = st.logits[:n]
+    torch.mm(hidden[:, 0], model.lm_weight.t(), out=logits)
+    st.n, st.length = n, s
+    st.key_start[:n].copy_(key_start)
+    st.positions[:n].fill_(s)
+    st.position_ids[:n].copy_(s - key_start.long())
+    return logits
+
+
+def decode_step(model: GPT2LMHeadModel, st: DecodeState, tokens):
+    """Feed one token per row ([n] int64) at cache position st.length; returns logits [n, V]
+    (a view of the static logits buffer, valid until the next step)."""
+    n = st.n
+    st.tokens[:n].copy_(tokens)
+    hidden = model.transformer.run_decode(st.tokens[:n], st.position_ids[:n], st.positions[:n],
+                                          st.key_start[:n], model.cache)
+    logits = st.logits[:n]
+    torch.mm(hidden, model.lm_weight.t(), out=logits)
+    st.positions[:n].add_(1)
+    st.position_ids[:n].add_(1)
+    st.length += 1
+    return logits
+
+
+def reorder(model: GPT2LMHeadModel, st: DecodeState, index, length: int):
+    """Row b becomes old row index[b] (beam search, or replicating prompts into beams)."""
+    n = index.numel()
+    model.cache.reorder_(index, length)
+    for buf in (st.key_start, st.position_ids, st.positions):
+        buf[:n] = buf.index_select(0, index)
+    st.n = n
+
+
+def _read_generation_defaults(path_or_hf_model) -> dict:
+    if isinstance(path_or_hf_model, (str, os.PathLike)):
+        f = os.path.join(os.fspath(path_or_hf_model), "generation_config.json")
+        if not os.path.isfile(f):
+            return {}
+        with open(f) as fh:
+            d = json.load(fh)
+    else:
+        gc = getattr(path_or_hf_model, "generation_config", None)
+        if gc is None or not hasattr(gc, "to_dict"):
+            return {}
+        d = gc.to_dict()
+    return {k: v for k, v in d.items() if v is not None}
