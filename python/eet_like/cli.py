@@ -1,0 +1,349 @@
+"""The `eet-like` command (also `python -m eet_like`).
+
+    eet-like demo                          offline demo: semantic search (real MiniLM weights) and
+                                           GPT-2-shaped generation speed, eet_like vs transformers
+    eet-like generate --model DIR ...      text generation with any local GPT-2 checkpoint
+    eet-like embed --model DIR --input F   sentence embeddings (JSONL or .npy)
+    eet-like predict --model DIR --data-file in.jsonl --output-file out.jsonl ...
+                                           batch generation over a JSONL file
+    eet-like bench                         side-by-side benchmarks (GPT-2 and BERT shapes)
+
+Every user mistake ends with one line on stderr and exit status 2, never a traceback.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------- helpers
+
+def _torch_dtype(name):
+    import torch
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if name not in table:
+        raise CliError(f"--dtype must be one of float32, float16, bfloat16; got {name!r}")
+    return table[name]
+
+
+def _check_device(device, dtype):
+    import torch
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise CliError(f"--device must be cpu or cuda[:N]; got {device!r}")
+    if device.startswith("cuda"):
+        import eet_like
+        if not torch.cuda.is_available():
+            raise CliError("--device cuda was asked for but no CUDA GPU is available")
+        if not eet_like.cuda_kernels_available():
+            raise CliError("--device cuda: this eet_like build has no CUDA kernels (rebuild with a CUDA torch and nvcc)")
+    elif dtype != torch.float32:
+        raise CliError("--dtype: the CPU kernels are float32 only; use --dtype float32 with --device cpu")
+
+
+def _model_dir(path):
+    if not os.path.isdir(path):
+        raise CliError(f"--model: {path!r} is not a directory")
+    cfg = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg):
+        raise CliError(f"--model: no config.json in {path!r} (expected a transformers checkpoint directory)")
+    with open(cfg) as f:
+        try:
+            model_type = json.load(f).get("model_type")
+        except json.JSONDecodeError as e:
+            raise CliError(f"--model: {cfg} is not valid JSON ({e})") from e
+    return model_type
+
+
+def _tokenizer(path):
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise CliError("this command needs transformers for the tokenizer: pip install transformers") from e
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise CliError(f"no usable tokenizer in {path!r} (pass --tokenizer DIR): {str(e).splitlines()[0]}") from e
+
+
+def _read_lines(path, what):
+    if not os.path.isfile(path):
+        raise CliError(f"{what}: no such file {path!r}")
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def _sampling_kwargs(args):
+    kw = {"max_new_tokens": args.max_new_tokens}
+    if args.do_sample or args.top_k is not None or args.top_p is not None or args.temperature is not None:
+        kw["do_sample"] = True
+        if args.top_k is not None:
+            kw["top_k"] = args.top_k
+        if args.top_p is not None:
+            kw["top_p"] = args.top_p
+        if args.temperature is not None:
+            kw["temperature"] = args.temperature
+    if args.repetition_penalty is not None:
+        kw["repetition_penalty"] = args.repetition_penalty
+    if getattr(args, "num_beams", None):
+        kw["num_beams"] = args.num_beams
+    return kw
+
+
+def _load_gpt2(args, max_batch, max_seq_len=None):
+    import eet_like
+    model_type = _model_dir(args.model)
+    if model_type != "gpt2":
+        raise CliError(f"--model: model_type {model_type!r} is not supported by this command (supported: gpt2)")
+    dtype = _torch_dtype(args.dtype)
+    _check_device(args.device, dtype)
+    kw = dict(dtype=dtype, device=args.device, max_batch=max_batch)
+    if max_seq_len is not None:
+        kw["max_seq_len"] = max_seq_len
+    return eet_like.GPT2LMHeadModel.from_pretrained(args.model, **kw)
+
+
+# ---------------------------------------------------------------- generate
+
+def cmd_generate(args):
+    import torch
+    prompts = [args.prompt] if args.prompt is not None else [l for l in _read_lines(args.input, "--input") if l]
+    if not prompts:
+        raise CliError("nothing to generate: give --prompt TEXT or --input FILE with one prompt per line")
+    tok = _tokenizer(args.tokenizer or args.model)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = _load_gpt2(args, max_batch=max(len(prompts) * (args.num_beams or 1), 1))
+    kw = _sampling_kwargs(args)
+    if args.seed is not None:
+        kw["generator"] = torch.Generator(device=args.device).manual_seed(args.seed)
+    for prompt in prompts:
+        enc = tok([prompt], return_tensors="pt")
+        ids, mask = enc["input_ids"].to(args.device), enc["attention_mask"].to(args.device)
+        if args.stream:
+            from transformers import TextStreamer
+            print(prompt, end="", flush=True)
+            model.generate(ids, attention_mask=mask, pad_token_id=tok.pad_token_id,
+                           streamer=TextStreamer(tok, skip_prompt=True), **kw)
+        else:
+            out = model.generate(ids, attention_mask=mask, pad_token_id=tok.pad_token_id, **kw)
+            print(tok.decode(out[0], skip_special_tokens=True))
+    return 0
+
+
+# ---------------------------------------------------------------- embed
+
+def cmd_embed(args):
+    import numpy as np
+    import torch
+
+    import eet_like
+    model_type = _model_dir(args.model)
+    if model_type != "bert":
+        raise CliError(f"--model: model_type {model_type!r} is not supported by embed (supported: bert)")
+    texts = [l for l in _read_lines(args.input, "--input") if l.strip()]
+    if not texts:
+        raise CliError(f"--input: {args.input!r} has no non-empty line")
+    out = args.output or os.path.splitext(args.input)[0] + ".embeddings.jsonl"
+    if not (out.endswith(".jsonl") or out.endswith(".npy")):
+        raise CliError(f"--output must end in .jsonl or .npy, got {out!r}")
+    dtype = _torch_dtype(args.dtype)
+    _check_device(args.device, dtype)
+    tok = _tokenizer(args.model)
+    model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device)
+    emb = eet_like.encode_sentences(model, tok, texts, pooling=args.pooling, normalize=not args.no_normalize,
+                                    batch_size=args.batch_size)
+    emb = emb.float().cpu().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb, dtype=np.float32)
+    if out.endswith(".npy"):
+        np.save(out, emb)
+    else:
+        with open(out, "w", encoding="utf-8") as f:
+            for text, vec in zip(texts, emb):
+                f.write(json.dumps({"text": text, "embedding": [round(float(v), 7) for v in vec]}) + "\n")
+    print(f"wrote {len(texts)} embeddings of dim {emb.shape[1]} to {out}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- predict
+
+def _read_jsonl(path):
+    rows = []
+    for n, line in enumerate(_read_lines(path, "--data-file"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CliError(f"--data-file {path}: line {n} is not valid JSON ({e.msg})") from e
+        if isinstance(obj, str):
+            obj = {"src": obj}
+        if not isinstance(obj, dict) or not isinstance(obj.get("src"), str):
+            raise CliError(f'--data-file {path}: line {n} must be a JSON string or an object with a "src" string')
+        rows.append(obj)
+    return rows
+
+
+def cmd_predict(args):
+    import torch
+    from tqdm import tqdm
+    for name in ("batch_size", "src_length", "max_length"):
+        if getattr(args, name) <= 0:
+            raise CliError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    rows = _read_jsonl(args.data_file)
+    done = 0
+    if os.path.exists(args.output_file):
+        if not args.resume:
+            raise CliError(f"--output-file {args.output_file!r} exists: pass --resume to continue it "
+                           "or remove it")
+        done = sum(1 for line in _read_lines(args.output_file, "--output-file") if line.strip())
+        if done > len(rows):
+            raise CliError(f"--output-file has {done} lines but --data-file only {len(rows)}: not the same job?")
+    todo = list(range(done, len(rows)))
+    if not todo:
+        print(f"nothing to do: {args.output_file} already has all {len(rows)} results", file=sys.stderr)
+        return 0
+    tok = _tokenizer(args.tokenizer or args.model)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    encoded = {i: tok(rows[i]["src"])["input_ids"][-args.src_length:] for i in todo}  # keep the prompt's end
+    if any(len(v) == 0 for v in encoded.values()):
+        bad = next(i for i, v in encoded.items() if not v)
+        raise CliError(f"--data-file: record {bad + 1} has an empty src")
+    model = _load_gpt2(args, max_batch=args.batch_size, max_seq_len=args.src_length + args.max_length)
+    kw = _sampling_kwargs(argparse.Namespace(max_new_tokens=args.max_length, do_sample=args.do_sample,
+                                             top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
+                                             repetition_penalty=args.repetition_penalty, num_beams=None))
+    if args.seed is not None:
+        kw["generator"] = torch.Generator(device=args.device).manual_seed(args.seed)
+    # Similar lengths batch together (less padding); results are written back in input order,
+    # flushed as soon as the next record in order is ready, so an interrupted run resumes.
+    order = sorted(todo, key=lambda i: len(encoded[i]))
+    results, next_out = {}, done
+    with open(args.output_file, "a", encoding="utf-8") as out, tqdm(total=len(todo), desc="predict",
+                                                                    disable=args.quiet) as bar:
+        for start in range(0, len(order), args.batch_size):
+            idx = order[start:start + args.batch_size]
+            batch = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+            gen = model.generate(batch["input_ids"].to(args.device), attention_mask=batch["attention_mask"].to(args.device),
+                                 pad_token_id=tok.pad_token_id, **kw)
+            new = gen[:, batch["input_ids"].shape[1]:].cpu()
+            for row, i in enumerate(idx):
+                results[i] = tok.decode(new[row], skip_special_tokens=True)
+            while next_out in results:
+                rec = dict(rows[next_out])
+                rec["output"] = results.pop(next_out)
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                next_out += 1
+            out.flush()
+            bar.update(len(idx))
+    print(f"wrote {len(todo)} results to {args.output_file}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- bench, demo
+
+def cmd_bench(args):
+    from . import bench
+    return bench.run(quick=args.quick, json_path=args.json, device=args.device)
+
+
+def cmd_demo(args):
+    from . import demo
+    return demo.run(quick=args.quick)
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="eet-like", description="Fast transformer inference (eet_like).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    d = sub.add_parser("demo", help="offline demo: semantic search + generation speed vs transformers")
+    d.add_argument("--quick", action="store_true", help="smaller generation model, for a fast look")
+    d.set_defaults(func=cmd_demo)
+
+    def model_opts(q):
+        q.add_argument("--model", required=True, help="local transformers checkpoint directory")
+        q.add_argument("--dtype", default="float32", help="float32 (CPU/GPU), float16, bfloat16 (GPU)")
+        q.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+
+    def sampling_opts(q):
+        q.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+        q.add_argument("--top-k", type=int, default=None)
+        q.add_argument("--top-p", type=float, default=None)
+        q.add_argument("--temperature", type=float, default=None)
+        q.add_argument("--repetition-penalty", type=float, default=None)
+        q.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+        q.add_argument("--tokenizer", default=None, help="tokenizer directory (default: --model)")
+
+    g = sub.add_parser("generate", help="generate text with a local GPT-2 checkpoint")
+    model_opts(g)
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="the prompt text")
+    src.add_argument("--input", help="a file with one prompt per line")
+    g.add_argument("--max-new-tokens", type=int, default=50)
+    g.add_argument("--num-beams", type=int, default=None)
+    g.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    sampling_opts(g)
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("embed", help="sentence embeddings with a local BERT checkpoint")
+    model_opts(e)
+    e.add_argument("--input", required=True, help="a file with one sentence per line")
+    e.add_argument("--output", default=None, help="out.jsonl or out.npy (default: <input>.embeddings.jsonl)")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--pooling", default="mean", choices=["mean", "cls"])
+    e.add_argument("--no-normalize", action="store_true", help="skip L2 normalization")
+    e.set_defaults(func=cmd_embed)
+
+    r = sub.add_parser("predict", help="batch generation over a JSONL file ({\"src\": ...} per line)")
+    model_opts(r)
+    r.add_argument("--data-file", required=True)
+    r.add_argument("--output-file", required=True)
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--src-length", type=int, default=256, help="max prompt tokens (longer prompts keep their end)")
+    r.add_argument("--max-length", type=int, default=64, help="max new tokens per record")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run's --output-file")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    sampling_opts(r)
+    r.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("bench", help="side-by-side benchmarks: GPT-2 and BERT shapes vs transformers")
+    b.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke run")
+    b.add_argument("--json", default=None, help="also save the results to this JSON file")
+    b.add_argument("--device", default="cpu")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CliError as e:
+        print(f"eet-like: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        # Library input errors (bad option values, unsupported configs) are user mistakes too.
+        # EET_DEBUG=1 shows the traceback.
+        if os.environ.get("EET_DEBUG") == "1":
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"eet-like: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eet-like: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
