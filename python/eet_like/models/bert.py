@@ -83,6 +83,8 @@ class BertOutput:
     in the tuple (so out[1] is missing without a pooler, as in transformers)."""
 
     __slots__ = ("last_hidden_state", "pooler_output")
+    # What transformers' BertFor* heads also read from their encoder's output; never computed.
+    hidden_states = attentions = cross_attentions = past_key_values = None
 
     def __init__(self, last_hidden_state, pooler_output=None):
         self.last_hidden_state = last_hidden_state
