@@ -330,6 +330,10 @@ def _check_dtype_device(dtype, device: torch.device):
         if dtype != torch.float32:
             raise ValueError(f"dtype {dtype} is not supported on CPU (CPU kernels are float32)")
     elif device.type == "cuda":
+        from .. import cuda_kernels_available
+        if not torch.cuda.is_available() or not cuda_kernels_available():
+            raise ValueError(f"device {device}: no CUDA device, or eet_like was built without its "
+                             "CUDA kernels (eet_like.cuda_kernels_available() is False)")
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype {dtype} is not supported on CUDA (float32, float16, bfloat16)")
     else:
