@@ -55,6 +55,29 @@ def setup(request):
     return hf, m, ids, mask, eos
 
 
+@pytest.fixture(scope="module")
+def beam_eos(setup):
+    """For beam tests: a token that ends some (not all) of transformers' num_beams=3 outputs."""
+    hf, m, ids, mask, _ = setup
+    s = ids.shape[1]
+    out = hf_gen(hf, ids, mask, max_new_tokens=6, num_beams=3)
+    candidates = [t for t in out[:, s + 1:].flatten().tolist() if t != PAD]
+    for t in list(dict.fromkeys(candidates))[:8]:
+        ends = (hf_gen(hf, ids, mask, max_new_tokens=10, num_beams=3, eos_token_id=t)[:, s:] == t).any(dim=1)
+        if ends.any() and not ends.all():
+            return t
+    return candidates[0]
+
+
+def test_beam_search_eos_ends_some_rows(setup, beam_eos):
+    hf, m, ids, mask, _ = setup
+    kw = dict(max_new_tokens=10, eos_token_id=beam_eos, num_beams=3)
+    ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
+    assert torch.equal(ours, hf_gen(hf, ids, mask, **kw))
+    ends = (ours[:, ids.shape[1]:] == beam_eos).any(dim=1)
+    assert ends.any() and not ends.all(), "eos must end some rows only"
+
+
 def strip(row, mask_row):
     return row[int((mask_row == 0).sum()):]
 
@@ -137,24 +160,26 @@ def test_no_repeat_ngram_holds(setup):
     dict(num_beams=3, early_stopping="never", length_penalty=-0.5),
     dict(num_beams=3, repetition_penalty=1.4, no_repeat_ngram_size=2, min_new_tokens=3),
 ])
-def test_beam_search_batched(setup, kw):
-    hf, m, ids, mask, eos = setup
-    kw = dict(max_new_tokens=10, eos_token_id=eos, **kw)
+def test_beam_search_batched(setup, beam_eos, kw):
+    hf, m, ids, mask, _ = setup
+    kw = dict(max_new_tokens=10, eos_token_id=beam_eos, **kw)
     ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
     assert torch.equal(ours, hf_gen(hf, ids, mask, **kw))
 
 
 @pytest.mark.parametrize("kw", [dict(num_beams=3), dict(num_beams=4, num_return_sequences=3, early_stopping=True)])
-def test_beam_search_per_prompt(setup, kw):
-    hf, m, ids, mask, eos = setup
+def test_beam_search_per_prompt(setup, beam_eos, kw):
+    hf, m, ids, mask, _ = setup
+    eos = beam_eos
     kw = dict(max_new_tokens=10, eos_token_id=eos, **kw)
     for b in (0, 1):  # the longest and the shortest-but-one prompt
         p = strip(ids[b], mask[b])[None]
         assert torch.equal(m.generate(p, pad_token_id=PAD, **kw), hf_gen(hf, p, torch.ones_like(p), **kw))
 
 
-def test_beam_scores_match(setup):
-    hf, m, ids, mask, eos = setup
+def test_beam_scores_match(setup, beam_eos):
+    hf, m, ids, mask, _ = setup
+    eos = beam_eos
     kw = dict(max_new_tokens=8, eos_token_id=eos, num_beams=3, num_return_sequences=2,
               return_dict_in_generate=True, output_scores=True, output_logits=True)
     ours = m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw)
