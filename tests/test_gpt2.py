@@ -62,6 +62,25 @@ def test_logits_left_padded_match_per_prompt(pair):
             assert (out[b][mask[b] == 1] - ref).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("gemm", ["eet", "onednn"])
+def test_cpu_gemm_backends_agree(gemm):
+    """Both CPU GEMM paths (the eet_like ffn op + torch.mm, and oneDNN with fused post-ops)
+    give transformers' logits and tokens."""
+    hf = make_hf(**CONFIGS["d64-relu-layerscale"])
+    m = GPT2LMHeadModel.from_pretrained(hf)
+    if gemm == "onednn" and m.transformer.gemm != "onednn":
+        pytest.skip("torch without oneDNN (mkldnn)")
+    m.transformer.gemm = gemm
+    ids, mask = left_padded(1003, [6, 3])
+    out = m(ids, attention_mask=mask).logits
+    with torch.no_grad():
+        for b in range(2):
+            ref = hf(ids[b][mask[b] == 1][None]).logits[0]
+            assert (out[b][mask[b] == 1] - ref).abs().max().item() <= 1e-4
+        g = hf.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0, num_beams=2)
+    assert torch.equal(m.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0, num_beams=2), g)
+
+
 def test_logits_right_padded_and_unpadded(pair):
     hf, m = pair
     ids, mask = left_padded(hf.config.vocab_size, [6, 3])
