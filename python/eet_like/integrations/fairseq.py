@@ -19,8 +19,8 @@ How a decode runs (fairseq's incremental protocol, see FairseqIncrementalDecoder
     finished sentences and the batch shrinks.
 This module imports fairseq; `import eet_like` never imports it (eet_like.fairseq is lazy).
 """
-import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional
 
@@ -212,6 +212,7 @@ class _DecodeState:
     cross_kv: Optional[List[torch.Tensor]]   # per layer [B, Sk, 2*E], or None (no encoder)
     cross_start: Optional[torch.Tensor]      # [B] int32 encoder key ranges, or None (no padding)
     cross_end: Optional[torch.Tensor]
+    cross_group: Optional[torch.Tensor]      # [B] int64: rows with equal ids hold equal encoder rows
     owner: Optional[object]   # claim token on the decoder's preallocated cache, or None
 
 
@@ -406,6 +407,12 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             state.cache.reorder_(index, state.length)
         state.batch = n
         if state.cross_kv is not None:
+            group = state.cross_group.index_select(0, index)
+            if torch.equal(group, state.cross_group):
+                # Beam search permutes the beams of a sentence, which share one encoder output:
+                # every row already holds the encoder K/V it needs (fairseq skips this gather too).
+                return
+            state.cross_group = group
             state.cross_kv = [kv.index_select(0, index) for kv in state.cross_kv]
             if state.cross_start is not None:
                 state.cross_start = state.cross_start.index_select(0, index)
@@ -588,10 +595,11 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         nonpad, ks, ke = self._self_ranges(tokens)
         cache, owner = self._new_cache(B, T)
         state = _DecodeState(cache=cache, length=T, batch=B, cross_kv=None, cross_start=None,
-                             cross_end=None, owner=owner)
+                             cross_end=None, cross_group=None, owner=owner)
         cross = None
         if enc is not None:
             state.cross_kv, state.cross_start, state.cross_end = self._cross_inputs(enc, enc_pad)
+            state.cross_group = _equal_row_groups(enc, enc_pad)
             cross = lambda i, layer, y: layer.cross(y, state.cross_kv[i], state.cross_start,  # noqa: E731
                                                     state.cross_end)
         x = self._embed(tokens, self._positions(tokens, nonpad))
@@ -657,6 +665,20 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         state.cache = new
 
 
+def _equal_row_groups(enc, enc_pad) -> torch.Tensor:
+    """[B] int64 ids, equal for neighbouring batch rows whose encoder output (and padding) are
+    equal, as SequenceGenerator lays out the beams of a sentence. Equal ids imply equal rows,
+    so a reorder that keeps every row's id needs no gather of the encoder K/V."""
+    B = enc.size(1)
+    if B <= 1:
+        return torch.zeros(B, dtype=torch.int64, device=enc.device)
+    same = (enc[:, 1:] == enc[:, :-1]).all(dim=2).all(dim=0)   # enc is [Sk, B, C]
+    if enc_pad is not None:
+        same &= (enc_pad[1:] == enc_pad[:-1]).all(dim=1)
+    new = torch.cat([torch.zeros(1, dtype=torch.int64, device=enc.device), (~same).to(torch.int64)])
+    return torch.cumsum(new, dim=0)
+
+
 def _check_dtype_device(dtype, device):
     """Fail at conversion, not mid-decode, when the kernels lack this dtype/device."""
     x = torch.ones(1, 8, dtype=dtype, device=device) if dtype.is_floating_point else None
@@ -707,8 +729,11 @@ def load_checkpoint(path: str, trust_checkpoint: bool = False, dtype: Optional[t
     old = os.environ.get(key)
     os.environ[key] = "1"  # fairseq pickles its config objects; torch >= 2.6 refuses them otherwise
     try:
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [path], arg_overrides=arg_overrides, task=task)
+        with warnings.catch_warnings():
+            # the caller chose trust_checkpoint=True; torch's reminder says the same thing again
+            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+            models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+                [path], arg_overrides=arg_overrides, task=task)
     finally:
         if old is None:
             os.environ.pop(key, None)
