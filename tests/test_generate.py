@@ -366,3 +366,27 @@ def test_pad_mask_inferred_like_transformers(setup):
     hf, m, ids, mask, eos = setup
     kw = dict(max_new_tokens=6, pad_token_id=PAD)
     assert torch.equal(m.generate(ids, **kw), hf.generate(ids, **kw))
+
+
+def test_no_input_ids_starts_from_bos(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=6, bos_token_id=3, pad_token_id=PAD)
+    out = m.generate(**kw)
+    assert out.shape == (1, 7) and out[0, 0] == 3
+    with torch.no_grad():
+        assert torch.equal(out, hf.generate(**kw))
+
+
+def test_beam_sampling_matches_transformers_with_same_global_seed(setup, beam_eos):
+    hf, m, ids, mask, _ = setup
+    kw = dict(max_new_tokens=8, do_sample=True, num_beams=3, top_k=10, temperature=1.2, eos_token_id=beam_eos)
+    torch.manual_seed(5)
+    ref = hf_gen(hf, ids, mask, **kw)
+    torch.manual_seed(5)
+    assert torch.equal(m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw), ref)
+
+
+def test_eos_outside_vocab_with_min_new_tokens(setup):
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=6, min_new_tokens=3, eos_token_id=[50256, eos])
+    assert torch.equal(m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw), hf_gen(hf, ids, mask, **kw))

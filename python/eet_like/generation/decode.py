@@ -121,17 +121,20 @@ def generate(model, input_ids=None, attention_mask=None, streamer=None, generato
     if streamer is not None:
         streamer.put(ids.cpu())
     eos_ids = None if opts.eos_token_id is None else torch.tensor(opts.eos_token_id, device=device)
+    vocab = model.config.vocab_size
+    in_vocab = [t for t in (opts.eos_token_id or ()) if t < vocab]  # ids the model can emit
+    suppress = torch.tensor(in_vocab, device=device) if in_vocab else None
     pad_counts = key_start.long()
     if opts.num_beams > 1:
-        out = _beam_search(model, ids, pad_counts, logits, opts, eos_ids, gen, batch)
+        out = _beam_search(model, ids, pad_counts, logits, opts, eos_ids, suppress, gen, batch)
     else:
-        out = _sample(model, ids, pad_counts, logits, opts, eos_ids, gen, streamer)
+        out = _sample(model, ids, pad_counts, logits, opts, eos_ids, suppress, gen, streamer)
     if streamer is not None:
         streamer.end()
     return out if opts.return_dict_in_generate else out.sequences
 
 
-def _sample(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, gen, streamer) -> GenerateOutput:
+def _sample(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, suppress, gen, streamer) -> GenerateOutput:
     """Greedy or multinomial decoding of n rows; stops at max_length or when every row has
     produced an eos (finished rows are fed and padded with pad_token_id)."""
     n, s = ids.shape
@@ -144,7 +147,7 @@ def _sample(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, ge
     cur = s
     while True:
         raw = logits.to(dtype=torch.float32, copy=True)
-        scores = logits_process.process(opts, seqs[:, :cur], raw, pad_counts, eos_ids)
+        scores = logits_process.process(opts, seqs[:, :cur], raw, pad_counts, suppress)
         if opts.output_scores:
             all_scores.append(scores if scores is not raw else scores.clone())
         if opts.output_logits:
@@ -165,7 +168,7 @@ def _sample(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, ge
                           tuple(all_logits) if opts.output_logits else None)
 
 
-def _beam_search(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, gen, batch) -> GenerateOutput:
+def _beam_search(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, suppress, gen, batch) -> GenerateOutput:
     n, s = ids.shape
     st = _beam.init_state(ids, batch, opts)
     all_scores, all_logits = [], []
@@ -174,7 +177,7 @@ def _beam_search(model, ids, pad_counts, logits, opts: GenerationOptions, eos_id
     while True:
         raw = logits.to(dtype=torch.float32, copy=True)
         log_probs = torch.log_softmax(raw, dim=-1)
-        log_probs = logits_process.process(opts, flat, log_probs, pad_counts, eos_ids)
+        log_probs = logits_process.process(opts, flat, log_probs, pad_counts, suppress)
         if opts.output_scores:
             all_scores.append(log_probs.clone())
         if opts.output_logits:

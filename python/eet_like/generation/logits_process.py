@@ -39,8 +39,8 @@ def no_repeat_ngram(seqs, scores, n: int):
 
 
 def suppress_eos(scores, eos_ids: torch.Tensor):
-    mask = torch.isin(torch.arange(scores.shape[-1], device=scores.device), eos_ids)
-    return torch.where(mask, -math.inf, scores)
+    """eos columns -> -inf (touches only those columns)."""
+    return scores.index_fill(1, eos_ids, -math.inf)
 
 
 def top_k_filter(scores, k: int, min_keep: int = 1):
@@ -60,7 +60,8 @@ def top_p_filter(scores, p: float, min_keep: int = 1):
 
 
 def process(opts: GenerationOptions, seqs, scores, pad_counts, eos_ids: Optional[torch.Tensor]):
-    """All enabled processors for one step. seqs [N, cur_len]; scores [N, V] float32."""
+    """All enabled processors for one step. seqs [N, cur_len]; scores [N, V] float32;
+    eos_ids: the eos ids inside the vocabulary (suppressed below min_length)."""
     if opts.repetition_penalty != 1.0:
         scores = repetition_penalty(seqs, scores, opts.repetition_penalty, pad_counts)
     if opts.no_repeat_ngram_size > 0:

@@ -446,6 +446,7 @@ class GPT2LMHeadModel(nn.Module):
         hidden = t.run_prefill(input_ids, pos.to(self.device), ks, ke)
         return CausalLMOutput(t._gemm().linear(hidden, self.lm_weight, None))
 
+    @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, streamer=None, generator=None, seed=None,
                  generation_config=None, **kwargs):
         """transformers-compatible generate (see generation/decode.py for the options): returns
