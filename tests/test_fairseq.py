@@ -463,14 +463,51 @@ def test_bad_inputs_raise():
         ef.TransformerDecoder.from_fairseq(m.decoder, dtype=torch.float16)
 
 
-def test_incremental_pad_after_tokens_raises():
+def test_incremental_pad_after_tokens_is_a_key():
+    """A pad after real tokens (fairseq feeds those only to -inf-scored beams) does not stop
+    the decode; rows without pads are unaffected."""
     m, d = build_lm(seed=27)
     ours = ef.TransformerDecoder.from_fairseq(m.decoder)
-    state = {}
+    s_out, s_ref = {}, {}
     tok = torch.tensor([[5, 6], [7, 8]])
-    ours(tok, incremental_state=state)
-    with pytest.raises(ValueError, match="left padding only"):
-        ours(torch.cat([tok, torch.tensor([[PAD], [9]])], 1), incremental_state=state)
+    with torch.no_grad():
+        ours(tok, incremental_state=s_out)
+        m.decoder(tok[:, :1], incremental_state=s_ref)
+        m.decoder(tok, incremental_state=s_ref)
+        tok = torch.cat([tok, torch.tensor([[PAD], [9]])], 1)
+        out, _ = ours(tok, incremental_state=s_out)
+        ref, _ = m.decoder(tok, incremental_state=s_ref)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1], ref[1], atol=ATOL, rtol=RTOL)
+
+
+def test_lm_beam_prefix_pad_candidates():
+    """Beam search forced through prefix tokens: at step 0 only one candidate per sentence is
+    finite and topk fills the beam with -inf ones, the pad among them (fairseq's init and this
+    vocabulary size make it pick pad); the decode must go on and agree with fairseq."""
+    d = make_dict(8188)
+    args = argparse.Namespace(decoder_layers=2, decoder_embed_dim=128, decoder_ffn_embed_dim=512,
+                              decoder_attention_heads=2, decoder_learned_pos=True, activation_fn="gelu",
+                              dropout=0.0, share_decoder_input_output_embed=False, max_target_positions=64)
+    base_lm_architecture(args)
+    torch.manual_seed(0)
+    m = TransformerLanguageModel.build_model(args, SimpleNamespace(source_dictionary=d, target_dictionary=d))
+    with torch.no_grad():
+        m.decoder.layer_norm.weight.mul_(4.0)
+    m.eval()
+    ours = swapped(m)
+    seen = []
+    forward = ours.decoder.forward
+
+    def spy(tokens, *a, **k):
+        seen.append(bool(tokens[:, 1:].eq(PAD).any()))
+        return forward(tokens, *a, **k)
+    ours.decoder.forward = spy
+    prompts = torch.randint(4, len(d), (2, 4), generator=torch.Generator().manual_seed(1))
+    sample = {"net_input": {"src_tokens": prompts, "src_lengths": torch.tensor([4, 4])}}
+    kw = dict(beam_size=4, max_len_b=8, min_len=8)
+    assert_same_hypos(run(m, d, sample, prompts, **kw), run(ours, d, sample, prompts, **kw))
+    assert any(seen), "no pad reached the decoder: the case this test is for did not happen"
 
 
 def test_import_eet_like_does_not_import_fairseq():

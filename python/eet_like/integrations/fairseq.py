@@ -12,7 +12,8 @@ How a decode runs (fairseq's incremental protocol, see FairseqIncrementalDecoder
     positions [0, t+1)) — with SequenceGenerator that prefix is the single BOS token; later
     calls run the last token only (masked_attention at the one shared cache position t).
   * positions come from fairseq's make_positions over the full prefix (pads get padding_idx),
-    left pads are masked per row with key_start; a pad after real tokens is refused.
+    left pads are masked per row with key_start (a pad after real tokens, which fairseq only
+    feeds to -inf-scored beams, stays visible: see _step).
   * the encoder output is projected to K/V once per sentence and kept in the state; the
     per-row encoder key ranges come from encoder_padding_mask.
   * reorder_incremental_state gathers the cache rows (beam search), also when fairseq drops
@@ -41,6 +42,9 @@ except ImportError as e:  # pragma: no cover - exercised only without fairseq
 from .. import ops
 from ..generation.kv_cache import KVCache
 from ..layers import FeedForward, LayerNorm, SelfAttention
+# The CPU GEMM backends of the GPT-2 model (oneDNN with fused bias/activation post-ops where
+# torch has it, else torch.mm + the eet_like ffn op); one choice for every eet_like decoder.
+from ..models.gpt2 import _default_gemm, _EetGemm, _OneDNN
 
 __all__ = ["TransformerDecoder", "optimize", "load_checkpoint", "FairseqCheckpoint", "ACTIVATIONS"]
 
@@ -152,16 +156,31 @@ class _CrossAttention(nn.Module):
         self.out_weight = nn.Parameter(torch.zeros(hidden, hidden, **p), requires_grad=False)
         self.out_bias = nn.Parameter(torch.zeros(hidden, **p), requires_grad=False)
 
-    def project_kv(self, enc_bm: torch.Tensor) -> torch.Tensor:
+    def project_kv(self, enc_bm: torch.Tensor, g=_EetGemm) -> torch.Tensor:
         """enc_bm [B, Sk, C] (batch-major encoder output) -> [B, Sk, 2*hidden] ([K | V])."""
-        return F.linear(enc_bm, self.kv_weight, self.kv_bias)
+        return g.linear(enc_bm.contiguous(), self.kv_weight, self.kv_bias)
 
-    def forward(self, x, kv, key_start, key_end):
+    def forward(self, x, kv, key_start, key_end, g=_EetGemm):
         """x [B, S, hidden], kv [B, Sk, 2*hidden] -> [B, S, hidden] (no out_bias)."""
-        q = F.linear(x, self.q_weight, self.q_bias)
+        q = g.linear(x, self.q_weight, self.q_bias)
         ctx = torch.ops.eet_like.cross_attention(q, kv[..., :self.inner], kv[..., self.inner:],
                                                  self.num_heads, key_start, key_end, self.scale)
-        return F.linear(ctx, self.out_weight)
+        return g.linear(ctx, self.out_weight, None)
+
+
+def _attend_prompt(g, sa: SelfAttention, y, key_start, key_end, k_cache=None, v_cache=None):
+    """Causal self-attention over y [B, S, E] (optionally filling cache positions [0, S));
+    returns the output projection without out_bias."""
+    qkv = g.linear(y, sa.qkv_weight, sa.qkv_bias)
+    ctx = torch.ops.eet_like.attention(qkv, sa.num_heads, True, key_start, key_end, k_cache, v_cache, sa.scale)
+    return g.linear(ctx, sa.out_weight, None)
+
+
+def _attend_step(g, sa: SelfAttention, y, k_cache, v_cache, slot, key_start):
+    """One token per row, y [B, E], against the cache (written at `slot`); no out_bias."""
+    qkv = g.linear(y, sa.qkv_weight, sa.qkv_bias)
+    ctx = torch.ops.eet_like.masked_attention(qkv, k_cache, v_cache, slot, key_start, sa.num_heads, sa.scale)
+    return g.linear(ctx, sa.out_weight, None)
 
 
 class _Layer(nn.Module):
@@ -304,6 +323,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             self.output_bias = (nn.Parameter(proj.bias.detach().to(**p), requires_grad=False)
                                 if proj.bias is not None else None)
 
+        self.gemm = _default_gemm() if device.type == "cpu" else "eet"
         self._fixed_cache: Optional[KVCache] = None
         self._cache_owner: Optional[object] = None
         if (max_batch is None) != (max_seq_len is None):
@@ -350,7 +370,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         return x, extra
 
     def output_layer(self, features):
-        return F.linear(features, self.output_weight, self.output_bias)
+        return self._g.linear(features.contiguous(), self.output_weight, self.output_bias)
 
     @torch.no_grad()
     def extract_features(self, prev_output_tokens, encoder_out: Optional[Dict[str, List[torch.Tensor]]] = None,
@@ -419,6 +439,10 @@ class TransformerDecoder(FairseqIncrementalDecoder):
                 state.cross_end = state.cross_end.index_select(0, index)
 
     # ------------------------------------------------------------------ internals
+    @property
+    def _g(self):
+        return _OneDNN if self.gemm == "onednn" and self.word.device.type == "cpu" else _EetGemm
+
     def _check_tokens(self, tokens):
         if not isinstance(tokens, torch.Tensor):
             raise TypeError(f"prev_output_tokens must be a torch.Tensor, got {type(tokens).__name__}")
@@ -454,7 +478,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
     def _cross_inputs(self, enc, enc_pad):
         """-> (per-layer K/V [B, Sk, 2E], key_start, key_end) from the encoder output."""
         enc_bm = enc.transpose(0, 1).to(self.dtype)
-        kv = [layer.cross.project_kv(enc_bm) for layer in self.layers]
+        kv = [layer.cross.project_kv(enc_bm, self._g) for layer in self.layers]
         if enc_pad is None:
             return kv, None, None
         if enc_pad.shape != enc_bm.shape[:2]:
@@ -484,7 +508,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             return ops.embedding(tokens, self.word, self.positions, position_ids=positions,
                                  ln_weight=self.ln_embed_weight, ln_bias=self.ln_embed_bias,
                                  eps=self.ln_embed_eps)
-        x = F.linear(F.embedding(tokens, self.word) * self.embed_scale, self.project_in)
+        x = self._g.linear(F.embedding(tokens, self.word) * self.embed_scale, self.project_in, None)
         x = x + F.embedding(positions, self.positions)
         if self.ln_embed_weight is not None:
             x = ops.layernorm(x, self.ln_embed_weight, self.ln_embed_bias, self.ln_embed_eps)
@@ -496,6 +520,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         layernorm. Returns (features before project_out, inner states or None)."""
         inner = [x] if collect else None
         n = len(self.layers)
+        g = self._g
         if self.normalize_before:
             if n == 0:
                 return (self.layer_norm(x) if self.layer_norm is not None else x), inner
@@ -508,7 +533,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
                     y, x = layer.ln_ffn(c, x, layer.cross.out_bias)
                 else:
                     y, x = layer.ln_ffn(a, x, layer.self_attn.out_bias)
-                f = layer.ffn(y, add_out_bias=False)
+                f = g.ffn(y, layer.ffn)
                 if i + 1 < n:
                     y, x = self.layers[i + 1].ln_self(f, x, layer.ffn.b2)
                 elif self.layer_norm is not None:
@@ -525,7 +550,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             if layer.cross is not None and cross is not None:
                 c = cross(i, layer, x)
                 x, _ = layer.ln_cross(c, x, layer.cross.out_bias)
-            f = layer.ffn(x, add_out_bias=False)
+            f = g.ffn(x, layer.ffn)
             x, _ = layer.ln_ffn(f, x, layer.ffn.b2)
             if collect:
                 inner.append(x)
@@ -535,7 +560,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
 
     def _finish(self, x, inner):
         if self.project_out is not None:
-            x = F.linear(x, self.project_out)
+            x = self._g.linear(x.contiguous(), self.project_out, None)
         if inner is not None:
             inner = [h.transpose(0, 1) for h in inner]   # fairseq's T x B x C
         return x, {"attn": [None], "inner_states": inner}
@@ -559,8 +584,9 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         cross = None
         if enc is not None:
             kv, cs, ce = self._cross_inputs(enc, enc_pad)
-            cross = lambda i, layer, y: layer.cross(y, kv[i], cs, ce)  # noqa: E731
-        x, inner = self._layers(x, lambda i, layer, y: layer.self_attn.prefill(y, ks, ke), cross, collect)
+            cross = lambda i, layer, y: layer.cross(y, kv[i], cs, ce, g)  # noqa: E731
+        g = self._g
+        x, inner = self._layers(x, lambda i, layer, y: _attend_prompt(g, layer.self_attn, y, ks, ke), cross, collect)
         return self._finish(x, inner)
 
     def _new_cache(self, batch, seq):
@@ -594,6 +620,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         B, T = tokens.shape
         nonpad, ks, ke = self._self_ranges(tokens)
         cache, owner = self._new_cache(B, T)
+        g = self._g
         state = _DecodeState(cache=cache, length=T, batch=B, cross_kv=None, cross_start=None,
                              cross_end=None, cross_group=None, owner=owner)
         cross = None
@@ -601,10 +628,11 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             state.cross_kv, state.cross_start, state.cross_end = self._cross_inputs(enc, enc_pad)
             state.cross_group = _equal_row_groups(enc, enc_pad)
             cross = lambda i, layer, y: layer.cross(y, state.cross_kv[i], state.cross_start,  # noqa: E731
-                                                    state.cross_end)
+                                                    state.cross_end, g)
         x = self._embed(tokens, self._positions(tokens, nonpad))
         x, inner = self._layers(
-            x, lambda i, layer, y: layer.self_attn.prefill(y, ks, ke, cache.k[i], cache.v[i]), cross, collect)
+            x, lambda i, layer, y: _attend_prompt(g, layer.self_attn, y, ks, ke, cache.k[i], cache.v[i]),
+            cross, collect)
         self.set_incremental_state(incremental_state, _STATE_KEY, {"state": state})
         if inner is not None:
             inner = [h[:, -1:] for h in inner]
@@ -628,24 +656,26 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         if bool(nonpad.all()):
             positions = torch.full_like(last, self.padding_idx + T) if self.has_positions else torch.zeros_like(last)
         else:
+            # Leading pads (left-padded prompts) are masked per row with key_start. A pad after
+            # real tokens stays visible as a key: the cache keeps one contiguous key range per
+            # row. fairseq's SequenceGenerator feeds such pads only to hypotheses whose score is
+            # already -inf (beam search forced through prefix tokens picks -inf candidates), so
+            # no hypothesis it can return depends on them.
             lead = (torch.cumsum(nonpad, dim=1) == 0).sum(dim=1)
-            if not torch.equal(lead, (~nonpad).sum(dim=1)):
-                raise ValueError("prev_output_tokens has a pad after real tokens in some row: incremental "
-                                 "decoding supports left padding only")
-            key_start = lead.to(torch.int32)
+            key_start = lead.to(torch.int32) if bool(lead.any()) else None
             positions = self._positions(tokens, nonpad)[:, -1:]
         x = self._embed(last.contiguous(), positions)
         slot = torch.full((B,), pos, dtype=torch.int32, device=self.device)
-        cache = state.cache
+        cache, g = state.cache, self._g
 
         def self_attn(i, layer, y):
-            out = layer.self_attn.decode(y.view(B, -1), cache.k[i], cache.v[i], slot, key_start)
+            out = _attend_step(g, layer.self_attn, y.view(B, -1), cache.k[i], cache.v[i], slot, key_start)
             return out.view(B, 1, -1)
 
         cross = None
         if state.cross_kv is not None:
             cross = lambda i, layer, y: layer.cross(y, state.cross_kv[i], state.cross_start,  # noqa: E731
-                                                    state.cross_end)
+                                                    state.cross_end, g)
         x, inner = self._layers(x, self_attn, cross, collect)
         state.length = pos + 1
         return self._finish(x, inner)

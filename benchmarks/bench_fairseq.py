@@ -1,0 +1,211 @@
+"""fairseq generation speed, side by side in one run: fairseq's own TransformerDecoder vs the
+eet_like one (eet_like.fairseq.TransformerDecoder), both driven by fairseq's SequenceGenerator.
+
+Models have RANDOM weights (no download): a GPT-2-small-shaped transformer_lm (12 x 768, 12
+heads, 50k symbols) and a transformer-base-shaped encoder-decoder (6 + 6 x 512, 8 heads, 32k
+symbols). Every case generates exactly --new tokens per sentence after the prompt / for the
+source (eos held back by min_len), best of --repeats timed runs after a warm-up. tokens/s =
+sentences * new tokens / wall time of the whole generate call (encoder, prompt and beam
+bookkeeping included: what a fairseq user sees).
+
+    python benchmarks/bench_fairseq.py                       # CPU fp32 (~2-3 min on 2 cores)
+    python benchmarks/bench_fairseq.py --quick               # tiny smoke run
+    python benchmarks/bench_fairseq.py --device cuda --dtype float16
+
+Writes a table to stdout and JSON to --json (default benchmarks/results/fairseq_<device>.json).
+"""
+import argparse
+import copy
+import gc
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+
+logging.disable(logging.WARNING)   # fairseq logs its optional-dependency notes at import
+
+from fairseq.data import Dictionary  # noqa: E402
+from fairseq.models.transformer import TransformerModel  # noqa: E402
+from fairseq.models.transformer_lm import TransformerLanguageModel, base_lm_architecture  # noqa: E402
+from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
+
+import eet_like  # noqa: E402
+import eet_like.fairseq  # noqa: E402
+
+SHAPES = {
+    "gpt2-small": dict(kind="lm", layers=12, embed=768, heads=12, vocab=50264),
+    "lm-tiny": dict(kind="lm", layers=2, embed=128, heads=2, vocab=8192),
+    "transformer-base": dict(kind="mt", layers=6, embed=512, heads=8, vocab=32000),
+    "mt-tiny": dict(kind="mt", layers=2, embed=128, heads=2, vocab=8192),
+}
+
+# (shape, batch, beam): the default CPU run; --quick and CUDA pick their own.
+CPU_CASES = [("gpt2-small", 1, 1), ("gpt2-small", 4, 1), ("gpt2-small", 2, 4), ("transformer-base", 8, 4)]
+CUDA_CASES = [("gpt2-small", 1, 1), ("gpt2-small", 8, 1), ("gpt2-small", 64, 1), ("gpt2-small", 8, 4),
+              ("transformer-base", 32, 4), ("transformer-base", 128, 4)]
+QUICK_CASES = [("lm-tiny", 2, 1), ("lm-tiny", 2, 4), ("mt-tiny", 4, 4)]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                   help="default: float32 on CPU, float16 on CUDA")
+    p.add_argument("--prompt", type=int, default=16, help="LM prompt / MT source length")
+    p.add_argument("--new", type=int, default=32, help="new tokens per sentence")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs per case (best is reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="tiny models, a smoke run")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    a.dtype = a.dtype or ("float16" if a.device == "cuda" else "float32")
+    a.cases = QUICK_CASES if a.quick else (CUDA_CASES if a.device == "cuda" else CPU_CASES)
+    if a.quick:
+        a.new, a.prompt, a.repeats = 8, 8, 1
+    if a.json is None:
+        a.json = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                              f"fairseq_{a.device}{'_quick' if a.quick else ''}.json")
+    return a
+
+
+def _dictionary(n):
+    d = Dictionary()
+    for i in range(n - len(d)):
+        d.add_symbol(f"tok{i}")
+    return d
+
+
+def build(shape, seed=0):
+    s = SHAPES[shape]
+    d = _dictionary(s["vocab"])
+    torch.manual_seed(seed)
+    if s["kind"] == "lm":
+        args = argparse.Namespace(decoder_layers=s["layers"], decoder_embed_dim=s["embed"],
+                                  decoder_ffn_embed_dim=4 * s["embed"], decoder_attention_heads=s["heads"],
+                                  decoder_learned_pos=True, activation_fn="gelu", dropout=0.0,
+                                  share_decoder_input_output_embed=False, max_target_positions=1024)
+        base_lm_architecture(args)
+        model = TransformerLanguageModel.build_model(args, SimpleNamespace(source_dictionary=d, target_dictionary=d))
+        ln = model.decoder.layer_norm
+    else:
+        args = argparse.Namespace(encoder_layers=s["layers"], decoder_layers=s["layers"],
+                                  encoder_embed_dim=s["embed"], decoder_embed_dim=s["embed"],
+                                  encoder_ffn_embed_dim=4 * s["embed"], decoder_ffn_embed_dim=4 * s["embed"],
+                                  encoder_attention_heads=s["heads"], decoder_attention_heads=s["heads"],
+                                  dropout=0.0, share_all_embeddings=True, max_source_positions=1024,
+                                  max_target_positions=1024)
+        model = TransformerModel.build_model(args, SimpleNamespace(source_dictionary=d, target_dictionary=d))
+        ln = model.decoder.layers[-1].final_layer_norm
+    with torch.no_grad():
+        ln.weight.mul_(4.0)   # decisive choices: rounding differences cannot flip near-ties
+    return model.eval(), d
+
+
+def make_sample(kind, d, batch, length, device):
+    g = torch.Generator().manual_seed(1)
+    toks = torch.randint(d.nspecial, len(d), (batch, length), generator=g)
+    if kind == "mt":
+        toks[:, -1] = d.eos()
+    sample = {"net_input": {"src_tokens": toks.to(device), "src_lengths": torch.full((batch,), length, device=device)}}
+    return sample, (toks.to(device) if kind == "lm" else None)
+
+
+def timed_generate(model, d, sample, prefix, beam, total_len, device, repeats):
+    gen = SequenceGenerator([model], d, beam_size=beam, max_len_b=total_len, min_len=total_len)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    best, hypos = float("inf"), None
+    with torch.inference_mode():
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            hypos = gen.generate([model], sample, prefix_tokens=prefix)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+    return best, [h[0]["tokens"].cpu() for h in hypos]
+
+
+def machine(args):
+    info = dict(device=args.device, dtype=args.dtype, torch=torch.__version__, fairseq=__import__("fairseq").__version__,
+                eet_like=eet_like.__version__, threads=torch.get_num_threads(), python=platform.python_version(),
+                prompt=args.prompt, new_tokens=args.new, repeats=args.repeats,
+                note="random weights; tokens/s = sentences * new tokens / best wall time of SequenceGenerator.generate")
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        info["cpu"], info["cores"] = names[0], len(names)
+        info["loadavg_before"] = os.getloadavg()[0]
+    except (OSError, IndexError):
+        pass
+    if args.device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        info["commit"] = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
+                                                 cwd=os.path.dirname(os.path.abspath(__file__)),
+                                                 stderr=subprocess.DEVNULL).strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["commit"] = "unknown"
+    return info
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    meta = machine(args)
+    print(f"# fairseq SequenceGenerator: fairseq decoder vs eet_like decoder, {args.device} {args.dtype}, "
+          f"prompt/source {args.prompt}, {args.new} new tokens, torch threads {torch.get_num_threads()}, "
+          f"random weights", flush=True)
+    results, models = [], {}
+    for shape, batch, beam in args.cases:
+        if shape not in models:
+            models.clear()
+            gc.collect()
+            ref, d = build(shape)
+            ref = ref.to(device=args.device, dtype=dtype)
+            fast = copy.deepcopy(ref)
+            fast.decoder = eet_like.fairseq.TransformerDecoder.from_fairseq(fast.decoder)
+            models[shape] = (ref, fast, d)
+        ref, fast, d = models[shape]
+        kind = SHAPES[shape]["kind"]
+        sample, prefix = make_sample(kind, d, batch, args.prompt, args.device)
+        total = args.prompt + args.new if kind == "lm" else args.new
+        # warm-up: allocator, oneDNN primitives, CUDA kernels
+        warm, wprefix = make_sample(kind, d, batch, 4, args.device)
+        timed_generate(ref, d, warm, wprefix, beam, 4 + 2 if kind == "lm" else 2, args.device, 1)
+        timed_generate(fast, d, warm, wprefix, beam, 4 + 2 if kind == "lm" else 2, args.device, 1)
+        row = dict(model=shape, kind=kind, batch=batch, beam=beam)
+        for name, model in (("fairseq", ref), ("eet_like", fast)):
+            secs, toks = timed_generate(model, d, sample, prefix, beam, total, args.device, args.repeats)
+            row[f"{name}_seconds"] = secs
+            row[f"{name}_tokens_per_s"] = batch * args.new / secs
+            row[f"{name}_tokens"] = toks
+        row["speedup"] = row["fairseq_seconds"] / row["eet_like_seconds"]
+        row["tokens_equal"] = all(torch.equal(a, b) for a, b in zip(row.pop("fairseq_tokens"),
+                                                                      row.pop("eet_like_tokens")))
+        results.append(row)
+        print(f"  {shape:17s} b={batch:<3d} beam={beam}  fairseq {row['fairseq_tokens_per_s']:8.1f} tok/s  "
+              f"eet_like {row['eet_like_tokens_per_s']:8.1f} tok/s  x{row['speedup']:.2f}  "
+              f"equal={row['tokens_equal']}", flush=True)
+    print()
+    print(f"{'model':17s} {'batch':>5s} {'beam':>4s} {'fairseq tok/s':>13s} {'eet_like tok/s':>14s} "
+          f"{'speedup':>7s} {'tokens equal':>12s}")
+    for r in results:
+        print(f"{r['model']:17s} {r['batch']:5d} {r['beam']:4d} {r['fairseq_tokens_per_s']:13.1f} "
+              f"{r['eet_like_tokens_per_s']:14.1f} {r['speedup']:7.2f} {str(r['tokens_equal']):>12s}")
+    meta["loadavg_after"] = os.getloadavg()[0]
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(dict(meta=meta, results=results), f, indent=2)
+    print(f"\nwrote {args.json}")
+    return 0 if all(r["tokens_equal"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
