@@ -30,7 +30,7 @@ def rel(pattern):
 
 
 def cpu_flags():
-    flags = ["-O3", "-std=c++17", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    flags = ["-O3", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
     if os.environ.get("EET_CPU_NATIVE") == "1":
         flags.append("-march=native")
     elif platform.machine() in ("x86_64", "AMD64"):
@@ -71,7 +71,7 @@ if want_cuda():
         define_macros=[("WITH_CUDA", None)],
         extra_compile_args={
             "cxx": cpu_flags(),
-            "nvcc": ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"] + cuda_archs(),
+            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + cuda_archs(),
         },
         extra_link_args=["-fopenmp"],
     )

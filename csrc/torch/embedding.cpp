@@ -71,7 +71,7 @@ at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids
 #ifdef WITH_CUDA
     // The kernel clamps ids for memory safety; report bad ids here, except while a CUDA graph
     // is being captured (a host sync is not allowed then).
-    if (at::cuda::currentStreamCaptureStatus() == at::cuda::CaptureStatus::None) {
+    if (c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None) {
       auto check_range = [](const at::Tensor& t, int64_t n, const char* name) {
         const auto mm = at::aminmax(t);
         const int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
