@@ -191,6 +191,21 @@ def test_project_in_out_dims_and_features_only():
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("kw", [dict(no_token_positional_embeddings=True),
+                                dict(no_decoder_final_norm=True, activation_fn="relu")],
+                         ids=["no-positions", "no-final-norm"])
+def test_lm_options_full_and_incremental(kw):
+    m, d = build_lm(seed=28, **kw)
+    ours = ef.TransformerDecoder.from_fairseq(m.decoder)
+    tokens = torch.randint(4, 4 + VOCAB, (2, 6), generator=torch.Generator().manual_seed(29))
+    state = {}
+    with torch.no_grad():
+        ref, _ = m.decoder(tokens)
+        torch.testing.assert_close(ours(tokens)[0], ref, atol=ATOL, rtol=RTOL)
+        steps = [ours(tokens[:, :t], incremental_state=state)[0] for t in range(1, 7)]
+    torch.testing.assert_close(torch.cat(steps, 1), ref, atol=ATOL, rtol=RTOL)
+
+
 def test_incremental_left_padded_matches_per_row_runs():
     """A left-padded batch decoded jointly (one prompt pass, then steps at one shared cache
     position) gives each row the logits of that row alone, without pads."""

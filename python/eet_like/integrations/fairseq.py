@@ -260,7 +260,6 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         _check_dtype_device(dtype, device)
         p = dict(dtype=dtype, device=device)
         cfg = decoder.cfg
-        self.dtype, self.device = dtype, device
         self.padding_idx = int(decoder.padding_idx)
         self.embed_dim = decoder.embed_dim
         self.output_embed_dim = decoder.output_embed_dim
@@ -439,6 +438,14 @@ class TransformerDecoder(FairseqIncrementalDecoder):
                 state.cross_end = state.cross_end.index_select(0, index)
 
     # ------------------------------------------------------------------ internals
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.word.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.word.device
+
     @property
     def _g(self):
         return _OneDNN if self.gemm == "onednn" and self.word.device.type == "cpu" else _EetGemm
