@@ -386,9 +386,11 @@ def test_preallocated_cache_and_optimize():
 
 
 def test_layerdrop_model_uses_all_layers_like_fairseq_eval():
-    m, d = build_lm(seed=22, decoder_layerdrop=0.3)
+    m, d = build_lm(seed=22, decoder_layerdrop=0.5, decoder_layers=4)
+    m.train()   # a LayerDropModuleList drops layers when iterated in training mode
     ours = ef.TransformerDecoder.from_fairseq(m.decoder)
-    assert len(ours.layers) == 2
+    m.eval()
+    assert len(ours.layers) == 4
     tokens = torch.randint(4, 4 + VOCAB, (2, 5))
     with torch.no_grad():
         torch.testing.assert_close(ours(tokens)[0], m.decoder(tokens)[0], atol=ATOL, rtol=RTOL)

@@ -99,14 +99,14 @@ def _check_decoder(decoder) -> None:
     act = getattr(act, "value", act)
     if act not in ACTIVATIONS:
         raise _unsupported(f"activation_fn '{act}'", f"supported: {', '.join(ACTIVATIONS)}")
-    if isinstance(decoder.output_projection, nn.Linear) is False:
+    if not isinstance(decoder.output_projection, nn.Linear):
         raise _unsupported(f"output_projection of type {type(decoder.output_projection).__name__}")
     ep = decoder.embed_positions
     if ep is not None and not isinstance(ep, (LearnedPositionalEmbedding, SinusoidalPositionalEmbedding)):
         raise _unsupported(f"positional embedding {type(ep).__name__}")
     if isinstance(ep, LearnedPositionalEmbedding) and ep.padding_idx is None:
         raise _unsupported("learned positions without padding_idx")
-    for i, layer in enumerate(decoder.layers):
+    for i, layer in enumerate(_all_layers(decoder)):
         where = f"decoder layer {i}"
         if type(layer).__name__ == "BaseLayer":
             raise _unsupported("base_layers > 0 (BASE layers)", where)
@@ -124,6 +124,12 @@ def _check_decoder(decoder) -> None:
                 raise _unsupported("xformers_att_config", f"{where}.{attn_name}")
         if layer.self_attn.kdim != layer.embed_dim or layer.self_attn.vdim != layer.embed_dim:
             raise _unsupported("self-attention with kdim/vdim != embed_dim", where)
+
+
+def _all_layers(decoder) -> list:
+    """Every decoder layer. Iterating a LayerDropModuleList (decoder_layerdrop > 0) in training
+    mode drops layers at random; at inference fairseq runs them all, and so do we."""
+    return [decoder.layers[i] for i in range(len(decoder.layers))]
 
 
 def _param(t: Optional[torch.Tensor], like_shape, dtype, device) -> torch.Tensor:
@@ -265,13 +271,15 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         self.output_embed_dim = decoder.output_embed_dim
         self.max_target_positions = int(decoder.max_target_positions)
         self.embed_scale = float(decoder.embed_scale)
-        self.normalize_before = bool(_cfg_get(cfg, "decoder.normalize_before", False))
+        layers = _all_layers(decoder)
+        self.normalize_before = bool(layers[0].normalize_before if layers else
+                                     _cfg_get(cfg, "decoder.normalize_before", False))
         self.activation = ACTIVATIONS[getattr(_cfg_get(cfg, "activation_fn", "relu"), "value",
                                               _cfg_get(cfg, "activation_fn", "relu"))]
-        self.num_layers = len(decoder.layers)
-        self.num_heads = decoder.layers[0].self_attn.num_heads if self.num_layers else 1
-        self.head_dim = decoder.layers[0].self_attn.head_dim if self.num_layers else self.embed_dim
-        self.has_encoder_attn = self.num_layers > 0 and decoder.layers[0].encoder_attn is not None
+        self.num_layers = len(layers)
+        self.num_heads = layers[0].self_attn.num_heads if layers else 1
+        self.head_dim = layers[0].self_attn.head_dim if layers else self.embed_dim
+        self.has_encoder_attn = bool(layers) and layers[0].encoder_attn is not None
 
         with torch.no_grad():
             word = decoder.embed_tokens.weight.detach()
@@ -306,8 +314,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
                 self.ln_embed_bias = nn.Parameter(_param(lne.bias, (self.embed_dim,), dtype, device),
                                                   requires_grad=False)
                 self.ln_embed_eps = float(getattr(lne, "eps", 1e-5))
-            self.layers = nn.ModuleList([_Layer(layer, self.activation, dtype, device)
-                                         for layer in decoder.layers])
+            self.layers = nn.ModuleList([_Layer(layer, self.activation, dtype, device) for layer in layers])
             if decoder.layer_norm is not None:
                 self.layer_norm = LayerNorm(self.embed_dim, **p)
                 _copy_ln(self.layer_norm, decoder.layer_norm)
