@@ -430,7 +430,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             v = [buf.index_select(0, index) for buf in state.cache.v]
             state.cache, state.owner = KVCache(k, v), None
         elif state.length > 0:
-            state.cache.reorder_(index, state.length)
+            _reorder_rows_(state.cache, index, state.length)
         state.batch = n
         if state.cross_kv is not None:
             group = state.cross_group.index_select(0, index)
@@ -707,6 +707,21 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         for src, dst in zip((*old.k, *old.v), (*new.k, *new.v)):
             dst[:, :, :state.length].copy_(src[:, :, :state.length])
         state.cache = new
+
+
+def _reorder_rows_(cache: KVCache, index: torch.Tensor, length: int) -> None:
+    """Row b of every cache buffer becomes old row index[b], positions [0, length). Only the
+    rows that change are copied: fairseq reorders every step, greedy search with the identity
+    and beam search mostly within a few beams; a full gather per step would make a decode
+    quadratic in its length."""
+    n = index.numel()
+    moved = (index != torch.arange(n, device=index.device)).nonzero().squeeze(1)
+    if moved.numel() == 0:
+        return
+    src = index.index_select(0, moved)
+    for buf in (*cache.k, *cache.v):
+        live = buf[:, :, :length]
+        live.index_copy_(0, moved, live.index_select(0, src))
 
 
 def _equal_row_groups(enc, enc_pad) -> torch.Tensor:
