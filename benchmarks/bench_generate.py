@@ -255,6 +255,7 @@ def main(argv=None):
     print(f"# greedy generation, prompt {args.prompt}, {args.new} new tokens, {args.device} {args.dtype}, "
           f"random weights, torch threads {torch.get_num_threads()}", flush=True)
     results = []
+    load_start = os.getloadavg()[0]
     for shape in args.models:
         (run_cuda if args.device == "cuda" else run_cpu)(args, shape, results)
     # Table: tokens/s per engine, speedup of eet_like over each.
@@ -267,7 +268,8 @@ def main(argv=None):
         print(f"{r['model']:6s} {r['batch']:5d} {r['engine']:18s} {r['tokens_per_s']:9.1f} {r['eet_like_speedup']:10.2f}")
     meta = dict(device=args.device, dtype=args.dtype, prompt=args.prompt, new_tokens=args.new, repeats=args.repeats,
                 torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.processor() or
-                platform.machine(), note="random weights; tokens/s = batch*new/(best wall time of generate)")
+                platform.machine(), note="random weights; tokens/s = batch*new/(best wall time of generate)",
+                loadavg_1min_start_end=[load_start, os.getloadavg()[0]])
     try:
         import transformers
         meta["transformers"] = transformers.__version__
