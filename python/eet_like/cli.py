@@ -17,6 +17,9 @@ import sys
 import time
 
 
+PREDICT_WINDOW = 16  # batches sorted together by length in `predict` (see cmd_predict)
+
+
 class CliError(Exception):
     """A user mistake: printed as one line, exit status 2."""
 
@@ -95,14 +98,19 @@ def _sampling_kwargs(args):
     return kw
 
 
-def _load_gpt2(args, max_batch, max_seq_len=None):
-    import eet_like
+def _check_gpt2(args):
+    """The cheap checks of a GPT-2 command's --model/--dtype/--device, before anything loads."""
     model_type = _model_dir(args.model)
     if model_type != "gpt2":
         raise CliError(f"--model: model_type {model_type!r} is not supported by this command (supported: gpt2)")
     dtype = _torch_dtype(args.dtype)
     _check_device(args.device, dtype)
-    kw = dict(dtype=dtype, device=args.device, max_batch=max_batch)
+    return dtype
+
+
+def _load_gpt2(args, max_batch, max_seq_len=None):
+    import eet_like
+    kw = dict(dtype=_check_gpt2(args), device=args.device, max_batch=max_batch)
     if max_seq_len is not None:
         kw["max_seq_len"] = max_seq_len
     return eet_like.GPT2LMHeadModel.from_pretrained(args.model, **kw)
@@ -115,11 +123,14 @@ def cmd_generate(args):
     prompts = [args.prompt] if args.prompt is not None else [l for l in _read_lines(args.input, "--input") if l]
     if not prompts:
         raise CliError("nothing to generate: give --prompt TEXT or --input FILE with one prompt per line")
+    if args.stream and (args.num_beams or 1) > 1:
+        raise CliError("--stream prints one sequence as it grows: it cannot be combined with --num-beams > 1")
+    _check_gpt2(args)
     tok = _tokenizer(args.tokenizer or args.model)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = _load_gpt2(args, max_batch=max(len(prompts) * (args.num_beams or 1), 1))
+    model = _load_gpt2(args, max_batch=max(args.num_beams or 1, 1))
     kw = _sampling_kwargs(args)
     if args.seed is not None:
         kw["generator"] = torch.Generator(device=args.device).manual_seed(args.seed)
@@ -189,21 +200,38 @@ def _read_jsonl(path):
     return rows
 
 
+def _resume_point(path, rows):
+    """How many records an earlier run of this job already wrote to `path` (checked: every line
+    is a whole record of the same input, in order)."""
+    lines = [line for line in _read_lines(path, "--output-file") if line.strip()]
+    if len(lines) > len(rows):
+        raise CliError(f"--output-file has {len(lines)} records but --data-file only {len(rows)}: not the same job?")
+    for n, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise CliError(f"--output-file {path}: line {n} is not a whole JSON record (cut off?); "
+                           "remove it and resume") from None
+        if not isinstance(rec, dict) or rec.get("src") != rows[n - 1]["src"]:
+            raise CliError(f"--output-file {path}: line {n} is not the result of --data-file record {n}: "
+                           "not the same job?")
+    return len(lines)
+
+
 def cmd_predict(args):
     import torch
     from tqdm import tqdm
     for name in ("batch_size", "src_length", "max_length"):
         if getattr(args, name) <= 0:
             raise CliError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    _check_gpt2(args)
     rows = _read_jsonl(args.data_file)
     done = 0
     if os.path.exists(args.output_file):
         if not args.resume:
             raise CliError(f"--output-file {args.output_file!r} exists: pass --resume to continue it "
                            "or remove it")
-        done = sum(1 for line in _read_lines(args.output_file, "--output-file") if line.strip())
-        if done > len(rows):
-            raise CliError(f"--output-file has {done} lines but --data-file only {len(rows)}: not the same job?")
+        done = _resume_point(args.output_file, rows)
     todo = list(range(done, len(rows)))
     if not todo:
         print(f"nothing to do: {args.output_file} already has all {len(rows)} results", file=sys.stderr)
@@ -213,44 +241,50 @@ def cmd_predict(args):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     encoded = {i: tok(rows[i]["src"])["input_ids"][-args.src_length:] for i in todo}  # keep the prompt's end
-    if any(len(v) == 0 for v in encoded.values()):
-        bad = next(i for i, v in encoded.items() if not v)
-        raise CliError(f"--data-file: record {bad + 1} has an empty src")
+    empty = [i for i in todo if not encoded[i]]
+    if empty:
+        raise CliError(f"--data-file {args.data_file}: record {empty[0] + 1} has an empty src")
     model = _load_gpt2(args, max_batch=args.batch_size, max_seq_len=args.src_length + args.max_length)
     kw = _sampling_kwargs(argparse.Namespace(max_new_tokens=args.max_length, do_sample=args.do_sample,
                                              top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
                                              repetition_penalty=args.repetition_penalty, num_beams=None))
     if args.seed is not None:
         kw["generator"] = torch.Generator(device=args.device).manual_seed(args.seed)
-    # Similar lengths batch together (less padding); results are written back in input order,
-    # flushed as soon as the next record in order is ready, so an interrupted run resumes.
-    order = sorted(todo, key=lambda i: len(encoded[i]))
-    results, next_out = {}, done
-    with open(args.output_file, "a", encoding="utf-8") as out, tqdm(total=len(todo), desc="predict",
-                                                                    disable=args.quiet) as bar:
-        for start in range(0, len(order), args.batch_size):
-            idx = order[start:start + args.batch_size]
-            batch = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
-            gen = model.generate(batch["input_ids"].to(args.device), attention_mask=batch["attention_mask"].to(args.device),
-                                 pad_token_id=tok.pad_token_id, **kw)
-            new = gen[:, batch["input_ids"].shape[1]:].cpu()
-            for row, i in enumerate(idx):
-                results[i] = tok.decode(new[row], skip_special_tokens=True)
-            while next_out in results:
-                rec = dict(rows[next_out])
-                rec["output"] = results.pop(next_out)
-                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                next_out += 1
+    # Records go in windows of PREDICT_WINDOW batches, in input order; inside a window they are
+    # sorted by length so each batch has little padding. A window's results are written in input
+    # order and flushed before the next starts: an interrupted run loses at most one window and
+    # --resume continues after the last written record.
+    window = args.batch_size * PREDICT_WINDOW
+    with open(args.output_file, "a", encoding="utf-8") as out, \
+            tqdm(total=len(rows), initial=done, desc="predict", unit="rec", disable=args.quiet) as bar:
+        for w in range(0, len(todo), window):
+            ids = sorted(todo[w:w + window], key=lambda i: len(encoded[i]))
+            results = {}
+            for start in range(0, len(ids), args.batch_size):
+                idx = ids[start:start + args.batch_size]
+                batch = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+                gen = model.generate(batch["input_ids"].to(args.device),
+                                     attention_mask=batch["attention_mask"].to(args.device),
+                                     pad_token_id=tok.pad_token_id, **kw)
+                new = gen[:, batch["input_ids"].shape[1]:].cpu()
+                for row, i in enumerate(idx):
+                    results[i] = tok.decode(new[row], skip_special_tokens=True)
+                bar.update(len(idx))
+            for i in todo[w:w + window]:
+                out.write(json.dumps(dict(rows[i], output=results[i]), ensure_ascii=False) + "\n")
             out.flush()
-            bar.update(len(idx))
-    print(f"wrote {len(todo)} results to {args.output_file}", file=sys.stderr)
+    print(f"wrote {len(todo)} results to {args.output_file}" + (f" (after {done} from before)" if done else ""),
+          file=sys.stderr)
     return 0
 
 
 # ---------------------------------------------------------------- bench, demo
 
 def cmd_bench(args):
+    import torch
+
     from . import bench
+    _check_device(args.device, torch.float32 if args.device == "cpu" else torch.float16)
     return bench.run(quick=args.quick, json_path=args.json, device=args.device)
 
 
@@ -261,8 +295,15 @@ def cmd_demo(args):
 
 # ---------------------------------------------------------------- parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="eet-like", description="Fast transformer inference (eet_like).")
+    p = _Parser(prog="eet-like", description="Fast transformer inference (eet_like).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -44,6 +44,8 @@ def _hf_mean_pool(hf, tok, texts, batch_size=32):
 
 
 def semantic_search(progress):
+    """Encodes the built-in corpus and queries with eet_like and transformers (timed); returns
+    the printable top-3 lines, per-query top sentence ("top"), hit count, timings, min cosine."""
     import transformers
 
     import eet_like
@@ -73,10 +75,11 @@ def semantic_search(progress):
     docs, qs = e_eet[: len(sentences)], e_eet[len(sentences):]
     scores = qs @ docs.T
     hits = 0
-    lines = []
+    lines, tops = [], []
     for qi, q in enumerate(queries):
         order = scores[qi].argsort(descending=True)
         top = sentences[order[0]]
+        tops.append(top)
         hits += top == q["expected"]
         if qi < QUERIES_SHOWN:
             lines.append(f'  query: "{q["query"]}"')
@@ -84,7 +87,7 @@ def semantic_search(progress):
                 j = order[rank].item()
                 lines.append(f"    {rank + 1}. {scores[qi, j]:.3f}  {sentences[j]}")
     return {"lines": lines, "t_eet": t_eet, "t_hf": t_hf, "n": len(texts), "cos": cos, "hits": hits,
-            "queries": len(queries)}
+            "queries": len(queries), "top": tops}
 
 
 def generation_speed(progress, quick):
