@@ -1,7 +1,8 @@
 // attention (CPU, fp32): multi-head softmax(scale * q k^T) v over strided Q/K/V with per-row
 // key ranges and optional causal masking (see AttnParams in ops.h). Any head_dim, any length.
-// One task per (batch, head); with several queries K is transposed once into [D, keys] so
-// the score row is a vectorized axpy over keys instead of one horizontal dot per key.
+// One task per (batch, head). Prompt passes run GEMM-style register-blocked micro-kernels
+// (4 queries x 16 keys, then 4 queries x 16 dims) over a transposed copy of K; decode steps
+// (fewer than 4 queries) take one dot product per key.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,19 +14,165 @@
 namespace eet {
 namespace cpu {
 
+namespace {
+
+// 8 floats; aligned(4) makes dereferences unaligned loads/stores (vmovups on AVX2). GCC and
+// Clang lower this on any target, so the code stays portable.
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }
+inline v8 load8(const float* p) { return *reinterpret_cast<const v8*>(p); }
+inline void store8(float* p, v8 x) { *reinterpret_cast<v8*>(p) = x; }
+
+constexpr int kQB = 4;   // queries per register block
+constexpr int kKB = 16;  // keys per register block (two v8)
+
+// Softmax of s[0, n) in place, zeroing s[n, n_pad); returns 1/sum (0 when n <= 0).
+float softmax_row(float* s, int64_t n, int64_t n_pad) {
+  if (n <= 0) {
+    std::fill(s, s + n_pad, 0.f);
+    return 0.f;
+  }
+  float mx = s[0];
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = vexp(s[j] - mx);
+    sum += s[j];
+  }
+  std::fill(s + n, s + n_pad, 0.f);
+  return 1.f / sum;
+}
+
+// Prompt pass for one (b, h): K is transposed once into kt [D, n_pad] (zero padded), then
+// blocks of kQB queries x kKB keys are computed with the accumulators in registers (scores),
+// and the same for kQB queries x 16 output dims (P V), GEMM-style.
+void attend_block_rows(const AttnParams& p, int64_t b, int64_t h, int64_t ks, int64_t ke, float* kt,
+                       float* scores, float* qbuf) {
+  const int64_t D = p.head_dim, Sq = p.q_len;
+  const float* q = static_cast<const float*>(p.q) + b * p.q_stride_b + h * p.q_stride_h;
+  const float* k = static_cast<const float*>(p.k) + b * p.k_stride_b + h * p.k_stride_h;
+  const float* v = static_cast<const float*>(p.v) + b * p.v_stride_b + h * p.v_stride_h;
+  float* out = static_cast<float*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
+  const int64_t n_all = std::max<int64_t>(ke - ks, 0);
+  const int64_t n_pad = (n_all + kKB - 1) / kKB * kKB;
+  for (int64_t j = 0; j < n_all; ++j) {
+    const float* kj = k + (ks + j) * p.k_stride_s;
+    for (int64_t d = 0; d < D; ++d) kt[d * n_pad + j] = kj[d];
+  }
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t j = n_all; j < n_pad; ++j) kt[d * n_pad + j] = 0.f;
+
+  for (int64_t i0 = 0; i0 < Sq; i0 += kQB) {
+    const int64_t qb = std::min<int64_t>(kQB, Sq - i0);
+    int64_t row_n[kQB];
+    int64_t n = 0;
+    for (int r = 0; r < kQB; ++r) {
+      const int64_t i = i0 + std::min<int64_t>(r, qb - 1);
+      const int64_t hi = p.causal ? std::min<int64_t>(ke, i + p.causal_offset + 1) : ke;
+      row_n[r] = r < qb ? std::max<int64_t>(hi - ks, 0) : 0;
+      n = std::max(n, row_n[r]);
+      const float* qi = q + i * p.q_stride_s;
+      for (int64_t d = 0; d < D; ++d) qbuf[r * D + d] = qi[d] * p.scale;
+    }
+    const int64_t nb = (n + kKB - 1) / kKB * kKB;
+    for (int64_t j0 = 0; j0 < nb; j0 += kKB) {
+      v8 acc[kQB][2];
+      for (int r = 0; r < kQB; ++r) acc[r][0] = acc[r][1] = splat(0.f);
+      const float* ktj = kt + j0;
+      for (int64_t d = 0; d < D; ++d) {
+        const v8 k0 = load8(ktj + d * n_pad), k1 = load8(ktj + d * n_pad + 8);
+        for (int r = 0; r < kQB; ++r) {
+          const v8 qd = splat(qbuf[r * D + d]);
+          acc[r][0] += qd * k0;
+          acc[r][1] += qd * k1;
+        }
+      }
+      for (int r = 0; r < kQB; ++r) {
+        store8(scores + r * n_pad + j0, acc[r][0]);
+        store8(scores + r * n_pad + j0 + 8, acc[r][1]);
+      }
+    }
+    float inv[kQB];
+    for (int r = 0; r < kQB; ++r) inv[r] = softmax_row(scores + r * n_pad, row_n[r], nb);
+    int64_t d0 = 0;
+    for (; d0 + 16 <= D; d0 += 16) {
+      v8 acc[kQB][2];
+      for (int r = 0; r < kQB; ++r) acc[r][0] = acc[r][1] = splat(0.f);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* vj = v + (ks + j) * p.v_stride_s + d0;
+        const v8 v0 = load8(vj), v1 = load8(vj + 8);
+        for (int r = 0; r < kQB; ++r) {
+          const v8 pj = splat(scores[r * n_pad + j]);
+          acc[r][0] += pj * v0;
+          acc[r][1] += pj * v1;
+        }
+      }
+      for (int r = 0; r < qb; ++r) {
+        float* o = out + (i0 + r) * p.o_stride_s + d0;
+        store8(o, acc[r][0] * splat(inv[r]));
+        store8(o + 8, acc[r][1] * splat(inv[r]));
+      }
+    }
+    for (; d0 < D; ++d0) {  // head_dim tail (head_dim % 16 != 0)
+      float acc[kQB] = {0.f, 0.f, 0.f, 0.f};
+      for (int64_t j = 0; j < n; ++j) {
+        const float vj = v[(ks + j) * p.v_stride_s + d0];
+        for (int r = 0; r < kQB; ++r) acc[r] += scores[r * n_pad + j] * vj;
+      }
+      for (int r = 0; r < qb; ++r) out[(i0 + r) * p.o_stride_s + d0] = acc[r] * inv[r];
+    }
+  }
+}
+
+// Few queries (decode): one dot product per key, K read once, no transposition.
+void attend_rows_direct(const AttnParams& p, int64_t b, int64_t h, int64_t ks, int64_t ke,
+                        float* s, float* a) {
+  const int64_t D = p.head_dim;
+  const float* kbh = static_cast<const float*>(p.k) + b * p.k_stride_b + h * p.k_stride_h;
+  const float* vbh = static_cast<const float*>(p.v) + b * p.v_stride_b + h * p.v_stride_h;
+  for (int64_t i = 0; i < p.q_len; ++i) {
+    float* o = static_cast<float*>(p.out) + b * p.o_stride_b + i * p.o_stride_s + h * p.o_stride_h;
+    const int64_t hi = p.causal ? std::min<int64_t>(ke, i + p.causal_offset + 1) : ke;
+    const int64_t n = hi - ks;
+    if (n <= 0) {
+      std::memset(o, 0, sizeof(float) * D);
+      continue;
+    }
+    const float* qi = static_cast<const float*>(p.q) + b * p.q_stride_b + i * p.q_stride_s + h * p.q_stride_h;
+    for (int64_t j = 0; j < n; ++j) {
+      const float* kj = kbh + (ks + j) * p.k_stride_s;
+      float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t d = 0; d < D; ++d) dot += qi[d] * kj[d];
+      s[j] = dot * p.scale;
+    }
+    const float inv = softmax_row(s, n, n);
+    std::fill(a, a + D, 0.f);
+    for (int64_t j = 0; j < n; ++j) {
+      const float pj = s[j];
+      const float* vj = vbh + (ks + j) * p.v_stride_s;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) a[d] += pj * vj[d];
+    }
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) o[d] = a[d] * inv;
+  }
+}
+
+}  // namespace
+
 void attention(const AttnParams& p) {
-  const int64_t B = p.batch, H = p.heads, Sq = p.q_len, Sk = p.k_len, D = p.head_dim;
-  const float* q = static_cast<const float*>(p.q);
-  const float* k = static_cast<const float*>(p.k);
-  const float* v = static_cast<const float*>(p.v);
-  float* out = static_cast<float*>(p.out);
-  // Transposing K only pays when several queries reuse it.
-  const bool transpose_k = Sq >= 4;
+  const int64_t B = p.batch, H = p.heads, Sk = p.k_len, D = p.head_dim;
+  const bool blocked = p.q_len >= kQB;
+  const int64_t n_pad = (Sk + kKB - 1) / kKB * kKB;
 #pragma omp parallel
   {
-    std::vector<float> scores(static_cast<size_t>(std::max<int64_t>(Sk, 1)));
-    std::vector<float> kt(transpose_k ? static_cast<size_t>(D * Sk) : 0);
-    std::vector<float> acc(static_cast<size_t>(D));
+    std::vector<float> kt(blocked ? static_cast<size_t>(D * n_pad) : 0);
+    std::vector<float> scores(static_cast<size_t>((blocked ? kQB : 1) * std::max<int64_t>(n_pad, 1)));
+    std::vector<float> qbuf(static_cast<size_t>(kQB * D)), acc(static_cast<size_t>(D));
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t h = 0; h < H; ++h) {
@@ -33,64 +180,10 @@ void attention(const AttnParams& p) {
         int64_t ke = (p.key_end != nullptr ? p.key_end[b] : Sk) + p.key_end_add;
         ks = std::clamp<int64_t>(ks, 0, Sk);
         ke = std::clamp<int64_t>(ke, 0, Sk);
-        const float* kbh = k + b * p.k_stride_b + h * p.k_stride_h;
-        const float* vbh = v + b * p.v_stride_b + h * p.v_stride_h;
-        const int64_t n_all = std::max<int64_t>(ke - ks, 0);
-        if (transpose_k) {
-          for (int64_t j = 0; j < n_all; ++j) {
-            const float* kj = kbh + (ks + j) * p.k_stride_s;
-            for (int64_t d = 0; d < D; ++d) kt[d * n_all + j] = kj[d];
-          }
-        }
-        for (int64_t i = 0; i < Sq; ++i) {
-          float* o = out + b * p.o_stride_b + i * p.o_stride_s + h * p.o_stride_h;
-          int64_t hi = ke;
-          if (p.causal) hi = std::min<int64_t>(hi, i + p.causal_offset + 1);
-          const int64_t n = hi - ks;
-          if (n <= 0) {
-            std::memset(o, 0, sizeof(float) * D);
-            continue;
-          }
-          const float* qi = q + b * p.q_stride_b + i * p.q_stride_s + h * p.q_stride_h;
-          float* s = scores.data();
-          if (transpose_k) {
-            std::fill(s, s + n, 0.f);
-            for (int64_t d = 0; d < D; ++d) {
-              const float qd = qi[d] * p.scale;
-              const float* ktd = kt.data() + d * n_all;
-#pragma omp simd
-              for (int64_t j = 0; j < n; ++j) s[j] += qd * ktd[j];
-            }
-          } else {
-            for (int64_t j = 0; j < n; ++j) {
-              const float* kj = kbh + (ks + j) * p.k_stride_s;
-              float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-              for (int64_t d = 0; d < D; ++d) dot += qi[d] * kj[d];
-              s[j] = dot * p.scale;
-            }
-          }
-          float mx = s[0];
-#pragma omp simd reduction(max : mx)
-          for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
-          float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < n; ++j) {
-            s[j] = vexp(s[j] - mx);
-            sum += s[j];
-          }
-          std::fill(acc.begin(), acc.end(), 0.f);
-          float* a = acc.data();
-          for (int64_t j = 0; j < n; ++j) {
-            const float pj = s[j];
-            const float* vj = vbh + (ks + j) * p.v_stride_s;
-#pragma omp simd
-            for (int64_t d = 0; d < D; ++d) a[d] += pj * vj[d];
-          }
-          const float inv = 1.f / sum;
-#pragma omp simd
-          for (int64_t d = 0; d < D; ++d) o[d] = a[d] * inv;
-        }
+        if (blocked)
+          attend_block_rows(p, b, h, ks, ke, kt.data(), scores.data(), qbuf.data());
+        else
+          attend_rows_direct(p, b, h, ks, ke, scores.data(), acc.data());
       }
     }
   }
