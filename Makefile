@@ -4,18 +4,23 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup bench cmake-test
+.PHONY: demo test setup setup-fairseq bench cmake-test
 setup:
 	VENV=$(VENV) bash scripts/setup_env.sh
+
+# The optional fairseq integration is tested too: fairseq-fixed is built into the venv (~5 min once).
+setup-fairseq: setup
+	VENV=$(VENV) bash scripts/install_fairseq.sh
 
 demo: setup
 	$(PY) -m eet_like demo
 
-test: setup
+test: setup setup-fairseq
 	$(PY) -m pytest tests -q -ra
 
 bench: setup
-	$(PY) benchmarks/bench_ops.py
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) -m eet_like bench
 
 # The kernels without Python (CPU tests run; the CUDA test is skipped without a GPU).
 cmake-test:
