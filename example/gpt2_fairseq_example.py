@@ -22,9 +22,12 @@ import torch
 
 logging.disable(logging.WARNING)   # fairseq logs its optional-dependency notes at import
 
-from fairseq.data import Dictionary  # noqa: E402
-from fairseq.models.transformer_lm import TransformerLanguageModel, base_lm_architecture  # noqa: E402
-from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
+try:
+    from fairseq.data import Dictionary
+    from fairseq.models.transformer_lm import TransformerLanguageModel, base_lm_architecture
+    from fairseq.sequence_generator import SequenceGenerator
+except ImportError as e:
+    sys.exit(f"this example needs fairseq ({e}): run `make setup-fairseq` (scripts/install_fairseq.sh)")
 
 import eet_like.fairseq  # noqa: E402
 
