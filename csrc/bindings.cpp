@@ -20,6 +20,9 @@ at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids
 at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
                const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
                c10::string_view activation, const c10::optional<at::Tensor>& residual);
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                  c10::string_view activation);
+std::string cpu_gemm();
 at::Tensor attention(const at::Tensor& qkv, int64_t num_heads, bool causal,
                      const c10::optional<at::Tensor>& key_start,
                      const c10::optional<at::Tensor>& key_end,
@@ -47,6 +50,7 @@ TORCH_LIBRARY(eet_like, m) {
   m.def(
       "ffn(Tensor x, Tensor w1, Tensor? b1, Tensor w2, Tensor? b2, str activation, "
       "Tensor? residual) -> Tensor");
+  m.def("linear(Tensor x, Tensor weight, Tensor? bias, str activation) -> Tensor");
   m.def(
       "attention(Tensor qkv, int num_heads, bool causal, Tensor? key_start, Tensor? key_end, "
       "Tensor(a!)? k_cache, Tensor(b!)? v_cache, float? scale) -> Tensor");
@@ -63,6 +67,7 @@ TORCH_LIBRARY(eet_like, m) {
   m.impl("add_layernorm", &eet::add_layernorm);      \
   m.impl("embedding", &eet::embedding);              \
   m.impl("ffn", &eet::ffn);                          \
+  m.impl("linear", &eet::linear);                    \
   m.impl("attention", &eet::attention);              \
   m.impl("masked_attention", &eet::masked_attention); \
   m.impl("cross_attention", &eet::cross_attention)
@@ -77,4 +82,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "eet_like compiled kernels (ops are registered under torch.ops.eet_like)";
   m.def("cuda_kernels_available", &eet::built_with_cuda,
         "True when this build contains the CUDA kernels");
+  m.def("cpu_gemm", &eet::cpu_gemm,
+        "The CPU GEMM backend the ffn/linear ops use now: 'onednn' or 'eet' (EET_LIKE_CPU_GEMM)");
 }

@@ -63,14 +63,16 @@ def test_logits_left_padded_match_per_prompt(pair):
 
 
 @pytest.mark.parametrize("gemm", ["eet", "onednn"])
-def test_cpu_gemm_backends_agree(gemm):
-    """Both CPU GEMM paths (the eet_like ffn op + torch.mm, and oneDNN with fused post-ops)
-    give transformers' logits and tokens."""
+def test_cpu_gemm_backends_agree(gemm, monkeypatch):
+    """Both CPU GEMM paths of the linear/ffn ops (torch.mm + the eet_like bias_act epilogue,
+    and oneDNN with fused post-ops) give transformers' logits and tokens."""
+    if gemm == "onednn" and not (torch.backends.mkldnn.is_available()
+                                 and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        pytest.skip("torch without oneDNN (mkldnn)")
+    monkeypatch.setenv("EET_LIKE_CPU_GEMM", gemm)
+    assert eet_like.ops.cpu_gemm() == gemm
     hf = make_hf(**CONFIGS["d64-relu-layerscale"])
     m = GPT2LMHeadModel.from_pretrained(hf)
-    if gemm == "onednn" and m.transformer.gemm != "onednn":
-        pytest.skip("torch without oneDNN (mkldnn)")
-    m.transformer.gemm = gemm
     ids, mask = left_padded(1003, [6, 3])
     out = m(ids, attention_mask=mask).logits
     with torch.no_grad():

@@ -141,6 +141,59 @@ def test_ffn_optional_parts(device_dtype, with_b1, with_b2, with_res):
     check_vs_reference(out, ref, [x, w1, w2], dt, loose=True)
 
 
+@pytest.fixture(params=["onednn", "eet"])
+def cpu_gemm(request, monkeypatch):
+    """Both CPU GEMM backends of ffn/linear (EET_LIKE_CPU_GEMM); CUDA ignores it."""
+    if request.param == "onednn" and not (torch.backends.mkldnn.is_available()
+                                          and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        pytest.skip("torch without oneDNN (mkldnn)")
+    monkeypatch.setenv("EET_LIKE_CPU_GEMM", request.param)
+    assert ops.cpu_gemm() == request.param
+    return request.param
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu", "identity"])
+def test_ffn_cpu_gemm_backends(cpu_gemm, activation):
+    g = torch.Generator().manual_seed(17)
+    x, r = rand(3, 5, 200, gen=g), rand(3, 5, 200, gen=g)
+    w1, b1 = rand(333, 200, gen=g, scale=0.07), rand(333, gen=g)
+    w2, b2 = rand(200, 333, gen=g, scale=0.05), rand(200, gen=g)
+    torch.testing.assert_close(ops.ffn(x, w1, b1, w2, b2, activation, residual=r),
+                               R.ffn(x, w1, b1, w2, b2, activation, r), atol=2e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- linear
+
+@pytest.mark.parametrize("activation", ["identity", "gelu", "gelu_new", "relu"])
+@pytest.mark.parametrize("shape,out,bias", [((2, 7, 769), 1001, True), ((1, 64), 256, False), ((33, 80), 3, True)])
+def test_linear(device_dtype, activation, shape, out, bias):
+    dev, dt = device_dtype
+    g = torch.Generator().manual_seed(11)
+    x, w = rand(*shape, gen=g), rand(out, shape[-1], gen=g, scale=shape[-1] ** -0.5)
+    b = rand(out, gen=g) if bias else None
+    cast = (lambda t: None if t is None else t.to(dev, dt))
+    y = ops.linear(cast(x), cast(w), cast(b), activation)
+    assert y.shape == (*shape[:-1], out)
+    ref = lambda x_, w_: R.linear(x_, w_, None if b is None else b.to(x_.device, x_.dtype), activation)
+    check_vs_reference(y, ref, [x, w], dt, loose=True)
+
+
+@pytest.mark.parametrize("activation", ["identity", "gelu", "gelu_new", "relu"])
+def test_linear_cpu_gemm_backends(cpu_gemm, activation):
+    g = torch.Generator().manual_seed(12)
+    x, w, b = rand(9, 300, gen=g), rand(77, 300, gen=g, scale=0.06), rand(77, gen=g)
+    torch.testing.assert_close(ops.linear(x, w, b, activation), R.linear(x, w, b, activation),
+                               atol=2e-5, rtol=1e-5)
+
+
+def test_cpu_gemm_env_errors(monkeypatch):
+    monkeypatch.setenv("EET_LIKE_CPU_GEMM", "mkl")
+    with pytest.raises(ValueError, match="EET_LIKE_CPU_GEMM must be 'onednn' or 'eet', got 'mkl'"):
+        ops.linear(torch.randn(2, 4), torch.randn(3, 4))
+    with pytest.raises(ValueError, match="EET_LIKE_CPU_GEMM"):
+        ops.cpu_gemm()
+
+
 # ---------------------------------------------------------------- attention (prompt pass)
 
 ATTN_SHAPES = [  # B, S, H, D
@@ -309,6 +362,7 @@ def _opcheck_cases():
         (ops_.add_layernorm.default, (x, rand(3, 40, gen=g), b, w, b, 1e-5)),
         (ops_.embedding.default, (ids, pos, rand(30, 40, gen=g), rand(5, 40, gen=g), None, None, w, b, 1e-12)),
         (ops_.ffn.default, (x, rand(64, 40, gen=g), rand(64, gen=g), rand(40, 64, gen=g), None, "gelu_new", x)),
+        (ops_.linear.default, (x, rand(24, 40, gen=g), rand(24, gen=g), "gelu")),
         (ops_.attention.default, (qkv, 2, True, ks, None, kc, vc, None)),
         (ops_.masked_attention.default, (rand(2, 96, gen=g), kc, vc, torch.tensor([6, 6], dtype=torch.int32),
                                          ks, 2, 0.25)),
@@ -317,7 +371,7 @@ def _opcheck_cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", range(8))
 def test_opcheck(case):
     op, args = _opcheck_cases()[case]
     torch.library.opcheck(op, args)

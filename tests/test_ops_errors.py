@@ -92,6 +92,32 @@ def test_ffn_errors():
         ops.ffn(x, w1, b1, w2, b2, residual=torch.randn(4, 8))
 
 
+# ---------------------------------------------------------------- linear
+
+def test_linear_errors():
+    x, w, b = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
+    with pytest.raises(ValueError, match="activation must be one of .* got 'swish'"):
+        ops.linear(x, w, b, "swish")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        torch.ops.eet_like.linear(x, w, b, "tanh")  # the C++ check too
+    with pytest.raises(ValueError, match=r"weight must be \[M, K\] with K = x.size\(-1\) = 8"):
+        ops.linear(x, torch.randn(5, 9), b)
+    with pytest.raises(ValueError, match=r"weight must be rank 2|weight must be \[M, K\]"):
+        ops.linear(x, torch.randn(5, 8, 1), b)
+    with pytest.raises(ValueError, match=r"bias must be \[M\]"):
+        ops.linear(x, w, torch.randn(4))
+    with pytest.raises(TypeError, match="weight must have the dtype of x"):
+        ops.linear(x, w.double(), b)
+    with pytest.raises(TypeError, match="x must be float32 on CPU"):
+        ops.linear(x.half(), w.half(), b.half())
+    with pytest.raises(ValueError, match="x must be contiguous"):
+        ops.linear(torch.randn(8, 3).t(), w, b)
+    with pytest.raises(ValueError, match="x must be a non-empty"):
+        ops.linear(torch.randn(0, 8), w, b)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        ops.linear([1.0] * 8, w, b)
+
+
 # ---------------------------------------------------------------- attention
 
 def test_attention_errors():

@@ -1,29 +1,11 @@
-// Torch binding of ffn: act(x W1^T + b1) W2^T + b2 (+ residual). The GEMMs go to torch
-// (MKL/oneDNN on CPU, cuBLAS on CUDA); bias + activation and bias + residual are fused
-// epilogue kernels (bias_act), one pass over each GEMM output.
-#include "binding_common.h"
+// Torch bindings of the GEMM ops:
+//   ffn:    act(x W1^T + b1) W2^T + b2 (+ residual)
+//   linear: act(x W^T + b)   (the QKV / output projections and the LM head)
+// The GEMMs run through gemm.h (oneDNN with fused bias/activation on CPU, cuBLAS + the
+// eet_like bias_act epilogue on CUDA); bias + residual is one fused epilogue pass.
+#include "gemm.h"
 
 namespace eet {
-
-namespace {
-
-void epilogue(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual, Act act) {
-  const int64_t rows = y.size(0), cols = y.size(1);
-  if (y.is_cuda()) {
-#ifdef WITH_CUDA
-    const c10::cuda::CUDAGuard guard(y.device());
-    EET_CHECK_LAUNCH(cuda::bias_act(to_dtype(y), y.data_ptr(), bias ? bias->data_ptr() : nullptr,
-                                    residual ? residual->data_ptr() : nullptr, act, rows, cols,
-                                    current_stream()),
-                     "ffn");
-#endif
-    return;
-  }
-  cpu::bias_act(y.data_ptr<float>(), bias ? bias->data_ptr<float>() : nullptr,
-                residual ? residual->data_ptr<float>() : nullptr, act, rows, cols);
-}
-
-}  // namespace
 
 at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
                const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
@@ -58,13 +40,37 @@ at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at
                       shape_str(x), "), got ", shape_str(*residual));
     res = residual->contiguous().view({N, H});
   }
-  at::Tensor h = at::mm(x.view({N, H}), w1.t());
-  epilogue(h, bb1.defined() ? &bb1 : nullptr, nullptr, act);
-  at::Tensor out = at::mm(h, w2.t());
-  if (bb2.defined() || res.defined())
-    epilogue(out, bb2.defined() ? &bb2 : nullptr, res.defined() ? &res : nullptr,
-             Act::kIdentity);
+  const at::Tensor h = gemm_bias_act(x.view({N, H}), w1.contiguous(), bb1, act);
+  if (!res.defined()) return gemm_bias_act(h, w2.contiguous(), bb2, Act::kIdentity).view(x.sizes());
+  at::Tensor out = gemm_bias_act(h, w2.contiguous(), at::Tensor(), Act::kIdentity);
+  bias_act_epilogue(out, bb2.defined() ? &bb2 : nullptr, &res, Act::kIdentity);
   return out.view(x.sizes());
 }
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                  c10::string_view activation) {
+  const Act act = to_act(std::string(activation));
+  check_float(x, "x");
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
+                    shape_str(x));
+  check_contiguous(x, "x");
+  const int64_t K = x.size(-1), N = x.numel() / K;
+  check_like(weight, "weight", x, "x");
+  check_rank(weight, "weight", 2, "[M, K]");
+  TORCH_CHECK_VALUE(weight.size(1) == K, "weight must be [M, K] with K = x.size(-1) = ", K,
+                    ", got ", shape_str(weight));
+  const int64_t M = weight.size(0);
+  at::Tensor b;
+  if (bias.has_value()) {
+    check_like(*bias, "bias", x, "x");
+    check_shape(*bias, "bias", {M}, "[M]");
+    b = bias->contiguous();
+  }
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = M;
+  return gemm_bias_act(x.view({N, K}), weight.contiguous(), b, act).view(out_shape);
+}
+
+std::string cpu_gemm() { return cpu_gemm_backend(); }
 
 }  // namespace eet

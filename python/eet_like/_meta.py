@@ -24,6 +24,11 @@ def _ffn(x, w1, b1, w2, b2, activation, residual):
     return torch.empty_like(x)
 
 
+@torch.library.register_fake("eet_like::linear")
+def _linear(x, weight, bias, activation):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
 @torch.library.register_fake("eet_like::attention")
 def _attention(qkv, num_heads, causal, key_start, key_end, k_cache, v_cache, scale):
     b, s, w = qkv.shape

@@ -94,13 +94,34 @@ def ffn(x: torch.Tensor, w1: torch.Tensor, b1: Optional[torch.Tensor], w2: torch
         residual: Optional[torch.Tensor] = None) -> torch.Tensor:
     """act(x @ w1.T + b1) @ w2.T + b2 (+ residual). x [..., H], w1 [I, H], b1 [I], w2 [H, I],
     b2 [H] (nn.Linear layout). activation: gelu (erf), gelu_new (tanh; also gelu_fast,
-    gelu_pytorch_tanh), relu, identity. Bias + activation are fused into one pass after the
-    GEMM; the GEMMs run in torch (MKL/oneDNN, cuBLAS)."""
+    gelu_pytorch_tanh), relu, identity. Bias + activation are fused into the GEMM: on CPU as
+    oneDNN post-ops (see cpu_gemm()), on CUDA as the eet_like bias_act epilogue after cuBLAS."""
+    _check_activation(activation)
+    return _ops.ffn(_tensor(x, "x"), w1, b1, w2, b2, activation, residual)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           activation: str = "identity") -> torch.Tensor:
+    """act(x @ weight.T + bias): x [..., K] contiguous, weight [M, K] (nn.Linear layout), bias
+    [M]. The projections of the models (fused QKV, attention output, LM head) go through it,
+    so they share the GEMM backend of ffn."""
+    _check_activation(activation)
+    return _ops.linear(_tensor(x, "x"), weight, bias, activation)
+
+
+def cpu_gemm() -> str:
+    """The CPU GEMM backend of ffn/linear: 'onednn' (torch's oneDNN linear with fused
+    bias/activation; the default where torch has it) or 'eet' (torch.mm + the eet_like
+    bias_act epilogue). Set EET_LIKE_CPU_GEMM=eet|onednn to choose; read at each call."""
+    from . import _C
+    return _C.cpu_gemm()
+
+
+def _check_activation(activation):
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a str, got {type(activation).__name__}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got '{activation}'")
-    return _ops.ffn(_tensor(x, "x"), w1, b1, w2, b2, activation, residual)
 
 
 def attention(qkv: torch.Tensor, num_heads: int, causal: bool = False,

@@ -105,6 +105,10 @@ def cross_attention(q, k, v, num_heads, key_start=None, key_end=None, scale=None
     return out.transpose(1, 2).reshape(b, sq, w)
 
 
+def linear(x, weight, bias=None, activation="identity"):
+    return _ACTS[activation](F.linear(x, weight, bias))
+
+
 def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):
     h = _ACTS[activation](F.linear(x, w1, b1))
     out = F.linear(h, w2, b2)

@@ -44,7 +44,7 @@ from ..generation.kv_cache import KVCache
 from ..layers import FeedForward, LayerNorm, SelfAttention
 # The CPU GEMM backends of the GPT-2 model (oneDNN with fused bias/activation post-ops where
 # torch has it, else torch.mm + the eet_like ffn op); one choice for every eet_like decoder.
-from ..models.gpt2 import _default_gemm, _EetGemm, _OneDNN
+from ..layers.gemm import Gemm
 
 __all__ = ["TransformerDecoder", "optimize", "load_checkpoint", "FairseqCheckpoint", "ACTIVATIONS"]
 
@@ -162,11 +162,11 @@ class _CrossAttention(nn.Module):
         self.out_weight = nn.Parameter(torch.zeros(hidden, hidden, **p), requires_grad=False)
         self.out_bias = nn.Parameter(torch.zeros(hidden, **p), requires_grad=False)
 
-    def project_kv(self, enc_bm: torch.Tensor, g=_EetGemm) -> torch.Tensor:
+    def project_kv(self, enc_bm: torch.Tensor, g=Gemm) -> torch.Tensor:
         """enc_bm [B, Sk, C] (batch-major encoder output) -> [B, Sk, 2*hidden] ([K | V])."""
         return g.linear(enc_bm.contiguous(), self.kv_weight, self.kv_bias)
 
-    def forward(self, x, kv, key_start, key_end, g=_EetGemm):
+    def forward(self, x, kv, key_start, key_end, g=Gemm):
         """x [B, S, hidden], kv [B, Sk, 2*hidden] -> [B, S, hidden] (no out_bias)."""
         q = g.linear(x, self.q_weight, self.q_bias)
         ctx = torch.ops.eet_like.cross_attention(q, kv[..., :self.inner], kv[..., self.inner:],
@@ -329,7 +329,6 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             self.output_bias = (nn.Parameter(proj.bias.detach().to(**p), requires_grad=False)
                                 if proj.bias is not None else None)
 
-        self.gemm = _default_gemm() if device.type == "cpu" else "eet"
         self._fixed_cache: Optional[KVCache] = None
         self._cache_owner: Optional[object] = None
         if (max_batch is None) != (max_seq_len is None):
@@ -455,7 +454,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
 
     @property
     def _g(self):
-        return _OneDNN if self.gemm == "onednn" and self.word.device.type == "cpu" else _EetGemm
+        return Gemm
 
     def _check_tokens(self, tokens):
         if not isinstance(tokens, torch.Tensor):

@@ -2,6 +2,7 @@
 from .attention import SelfAttention
 from .embedding import Embedding
 from .ffn import FeedForward
+from .gemm import Gemm
 from .layernorm import LayerNorm
 
-__all__ = ["Embedding", "FeedForward", "LayerNorm", "SelfAttention"]
+__all__ = ["Embedding", "FeedForward", "Gemm", "LayerNorm", "SelfAttention"]

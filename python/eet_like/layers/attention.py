@@ -30,12 +30,10 @@ class SelfAttention(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(hidden, **p), requires_grad=False)
 
     def _qkv(self, x):
-        flat = x.reshape(-1, x.shape[-1])
-        return torch.addmm(self.qkv_bias, flat, self.qkv_weight.t()).view(*x.shape[:-1], -1)
+        return ops.linear(x.contiguous(), self.qkv_weight, self.qkv_bias)
 
     def _out(self, ctx):
-        flat = ctx.reshape(-1, ctx.shape[-1])
-        return torch.mm(flat, self.out_weight.t()).view(*ctx.shape[:-1], -1)
+        return ops.linear(ctx.contiguous(), self.out_weight)
 
     def prefill(self, x, key_start=None, key_end=None, k_cache=None, v_cache=None):
         """x [B, S, hidden] -> [B, S, hidden] (no out_bias)."""

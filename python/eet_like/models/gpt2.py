@@ -26,7 +26,7 @@ from ..generation import decode as _decode
 from ..generation.decode import check_input_ids as _check_input_ids, check_mask as _check_mask
 from ..generation.kv_cache import KVCache
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
-from ..layers import Embedding, FeedForward, LayerNorm, SelfAttention
+from ..layers import Embedding, FeedForward, Gemm, LayerNorm, SelfAttention
 
 _ops = torch.ops.eet_like
 
@@ -124,53 +124,6 @@ class GPT2Block(nn.Module):
         self.mlp = FeedForward(cfg.n_embd, cfg.inner, _ACTIVATIONS[cfg.activation_function], **p)
 
 
-class _EetGemm:
-    """GEMMs through torch (cuBLAS / MKL) and the eet_like ffn op (bias + activation fused)."""
-
-    @staticmethod
-    def linear(x, w, b):
-        flat = x.reshape(-1, x.shape[-1])
-        y = torch.mm(flat, w.t()) if b is None else torch.addmm(b, flat, w.t())
-        return y.view(*x.shape[:-1], w.shape[0])
-
-    @staticmethod
-    def ffn(m, mlp):
-        return _ops.ffn(m, mlp.w1, mlp.b1, mlp.w2, None, mlp.activation, None)
-
-
-# eet_like activation -> oneDNN post-op (attr, algorithm); same formulas.
-_ONEDNN_ACT = {"gelu_new": ("gelu", "tanh"), "gelu_fast": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh"),
-               "gelu": ("gelu", "none"), "relu": ("relu", ""), "identity": ("none", "")}
-
-
-class _OneDNN:
-    """CPU fp32 GEMMs through oneDNN with the bias (+ activation) as a fused post-op. On the
-    development CPU (AMD EPYC, AVX2) MKL's sgemm streams cold weights at ~15 GB/s where oneDNN
-    reaches ~25 GB/s, and decode is weight-bandwidth bound: ~1.5x per decode step."""
-
-    @staticmethod
-    def linear(x, w, b):
-        return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
-
-    @staticmethod
-    def ffn(m, mlp):
-        attr, alg = _ONEDNN_ACT[mlp.activation]
-        h = torch.ops.mkldnn._linear_pointwise(m, mlp.w1, mlp.b1, attr, [], alg)
-        return torch.ops.mkldnn._linear_pointwise(h, mlp.w2, None, "none", [], "")
-
-
-def _default_gemm() -> str:
-    """'onednn' where torch has it (x86 CPU builds), else 'eet'. EET_LIKE_CPU_GEMM=eet forces
-    the eet_like ffn op + torch.mm path on CPU."""
-    env = os.environ.get("EET_LIKE_CPU_GEMM")
-    if env is not None:
-        if env not in ("eet", "onednn"):
-            raise ValueError(f"EET_LIKE_CPU_GEMM must be 'eet' or 'onednn', got {env!r}")
-        return env
-    ok = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    return "onednn" if ok else "eet"
-
-
 def _check_device_dtype(dtype, device):
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
@@ -200,7 +153,6 @@ class GPT2Model(nn.Module):
         self.blocks = nn.ModuleList(GPT2Block(config, i, dtype, device) for i in range(config.n_layer))
         self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon, **p)
         # CPU GEMM backend ('onednn' or 'eet'); CUDA always runs the eet_like path.
-        self.gemm = _default_gemm()
 
     @property
     def dtype(self):
@@ -276,7 +228,7 @@ class GPT2Model(nn.Module):
         `cache`, K/V of positions [0, S) of every layer are written into rows [0, B)."""
         x = _ops.embedding(input_ids, position_ids, self.embed.word, self.embed.position,
                            None, None, None, None, 1e-12)
-        g = self._gemm()
+        g = Gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
         a = _ops.layernorm(x, b0.weight, b0.bias, b0.eps)
@@ -303,7 +255,7 @@ class GPT2Model(nn.Module):
         positions [n] int32 is the cache slot written and attended up to; no host sync."""
         x = _ops.embedding(tokens, position_ids, self.embed.word, self.embed.position,
                            None, None, None, None, 1e-12)
-        g = self._gemm()
+        g = Gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
         a = _ops.layernorm(x, b0.weight, b0.bias, b0.eps)
@@ -319,11 +271,6 @@ class GPT2Model(nn.Module):
             nxt = blocks[i + 1].ln_1 if i < last else self.ln_f
             a, h = _ops.add_layernorm(f, h, blk.mlp.b2, nxt.weight, nxt.bias, nxt.eps)
         return a
-
-    def _gemm(self):
-        if self.gemm == "onednn" and self.device.type == "cpu":
-            return _OneDNN
-        return _EetGemm
 
     def _positions_and_ranges(self, input_ids, attention_mask, position_ids):
         b, s = input_ids.shape
@@ -444,7 +391,7 @@ class GPT2LMHeadModel(nn.Module):
         t = self.transformer
         pos, ks, ke = t._positions_and_ranges(input_ids, attention_mask, position_ids)
         hidden = t.run_prefill(input_ids, pos.to(self.device), ks, ke)
-        return CausalLMOutput(t._gemm().linear(hidden, self.lm_weight, None))
+        return CausalLMOutput(Gemm.linear(hidden, self.lm_weight, None))
 
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, streamer=None, generator=None, seed=None,
@@ -534,9 +481,8 @@ def decode_step(model: GPT2LMHeadModel, st: DecodeState, tokens):
 def _lm_head(model: GPT2LMHeadModel, st: DecodeState, hidden):
     """hidden [n, H] -> logits [n, V]: into the static buffer (CUDA-graph friendly), except on
     the oneDNN CPU path, which has no out= variant (a small allocation there)."""
-    g = model.transformer._gemm()
-    if g is _OneDNN:
-        return g.linear(hidden, model.lm_weight, None)
+    if hidden.device.type == "cpu":
+        return Gemm.linear(hidden, model.lm_weight, None)
     logits = st.logits[:hidden.shape[0]]
     torch.mm(hidden, model.lm_weight.t(), out=logits)
     return logits
