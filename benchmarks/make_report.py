@@ -109,6 +109,10 @@ def _num(x: Optional[float], fmt: str = "{:.1f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
+def _ms(x: Optional[float]) -> str:
+    return "–" if x is None else (f"{x:.2f}" if x < 10 else f"{x:.1f}")
+
+
 def _ratio(x: Optional[float]) -> str:
     return "–" if x is None else f"{x:.2f}x"
 
@@ -227,7 +231,7 @@ def bert_section(path: str, data: dict, info: dict, plots_dir: str, out_dir: str
 
     for b in batches:
         eet = by.get((b, "eet_like"))
-        row = [str(b)] + [_num(by[(b, r)]["ms"]) if (b, r) in by else "–" for r in runners]
+        row = [str(b)] + [_ms(by[(b, r)]["ms"]) if (b, r) in by else "–" for r in runners]
         bh = best_hf(b)
         row.append(_ratio(bh / eet["ms"]) if eet and bh else "–")
         for p in peers:
