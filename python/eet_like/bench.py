@@ -294,7 +294,8 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
                     secs = best[eng]
                     results.append(dict(model=shape, engine=eng, batch=b, dtype=s.dtype, tokens_per_s=b * s.new / secs,
                                         seconds=secs, token_agreement=agree))
-                    log(f"  {shape:6s} b={b:<3d} {eng:18s} {b * s.new / secs:9.1f} tok/s  ({secs:.3f} s)  agree={agree}")
+                    log(f"  {shape:6s} b={b:<3d} {eng:18s} {b * s.new / secs:9.1f} tok/s  ({secs:.3f} s)  "
+                        f"agree={agree}")
             del fns
             gc.collect()
             if gpu:
@@ -464,7 +465,8 @@ def bert_table(data: dict) -> str:
              f"{'max|diff|':>10}"]
     for r in rows:
         lines.append(f"{r['batch']:>5}  {r['runner']:<22} {r['ms']:>10.1f} {r['min_ms']:>9.1f} "
-                     f"{r['sentences_per_s']:>9.1f} {r['eet_speedup']:>10.2f} {r['max_abs_diff_vs_transformers']:>10.2e}")
+                     f"{r['sentences_per_s']:>9.1f} {r['eet_speedup']:>10.2f} "
+                     f"{r['max_abs_diff_vs_transformers']:>10.2e}")
     return "\n".join(lines)
 
 

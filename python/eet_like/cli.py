@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 
 PREDICT_WINDOW = 16  # batches sorted together by length in `predict` (see cmd_predict)
@@ -44,7 +43,8 @@ def _check_device(device, dtype):
         if not torch.cuda.is_available():
             raise CliError("--device cuda was asked for but no CUDA GPU is available")
         if not eet_like.cuda_kernels_available():
-            raise CliError("--device cuda: this eet_like build has no CUDA kernels (rebuild with a CUDA torch and nvcc)")
+            raise CliError("--device cuda: this eet_like build has no CUDA kernels "
+                           "(rebuild with a CUDA torch and nvcc)")
     elif dtype != torch.float32:
         raise CliError("--dtype: the CPU kernels are float32 only; use --dtype float32 with --device cpu")
 
