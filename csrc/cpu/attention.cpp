@@ -168,7 +168,10 @@ void attention(const AttnParams& p) {
   const int64_t B = p.batch, H = p.heads, Sk = p.k_len, D = p.head_dim;
   const bool blocked = p.q_len >= kQB;
   const int64_t n_pad = (Sk + kKB - 1) / kKB * kKB;
-#pragma omp parallel
+  // Tiny problems (a short decode step of one row) run on the calling thread: waking the
+  // team costs more than the work.
+  const bool parallel = B * H * p.q_len * Sk * D > 32768;
+#pragma omp parallel if (parallel)
   {
     std::vector<float> kt(blocked ? static_cast<size_t>(D * n_pad) : 0);
     std::vector<float> scores(static_cast<size_t>((blocked ? kQB : 1) * std::max<int64_t>(n_pad, 1)));
