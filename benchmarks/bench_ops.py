@@ -8,9 +8,7 @@ one run. Prints a table and writes JSON.
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 import eet_like
 from eet_like import ops
 from eet_like import reference as R
+from eet_like.bench import machine_info
 
 
 def timeit(fn, device, min_time=0.3, warmup=3, max_iters=200):
@@ -35,25 +34,6 @@ def timeit(fn, device, min_time=0.3, warmup=3, max_iters=200):
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3  # ms
-
-
-def machine_info(device):
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "threads": torch.get_num_threads(), "device": device}
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        info["cpu"], info["cores"] = names[0], len(names)
-    except (OSError, IndexError):
-        pass
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    try:
-        info["commit"] = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
-                                                 cwd=os.path.dirname(__file__), stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
-        info["commit"] = "unknown"
-    return info
 
 
 def cases(device, dtype, quick):
@@ -93,6 +73,15 @@ def cases(device, dtype, quick):
                lambda act=act: ops.ffn(x, w1, b1, w2, b2, act, residual=res),
                lambda act=act: R.ffn(x, w1, b1, w2, b2, act, residual=res),
                None)
+    yield ("linear (qkv)", f"[{N}, {HID}] -> {3 * HID} + bias",
+           lambda: ops.linear(x, w1[:3 * HID], b1[:3 * HID]),
+           lambda: R.linear(x, w1[:3 * HID], b1[:3 * HID]),
+           None)
+    x8 = x[:8].contiguous()
+    yield ("linear (decode, 8 rows)", f"[8, {HID}] -> {INNER} + bias + gelu",
+           lambda: ops.linear(x8, w1, b1, "gelu"),
+           lambda: R.linear(x8, w1, b1, "gelu"),
+           None)
 
     qkv = rnd(B, S, 3 * HID)
     pads = torch.tensor([i % 4 * 8 for i in range(B)], dtype=torch.int32, device=device)
