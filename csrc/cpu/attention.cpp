@@ -16,14 +16,6 @@ namespace cpu {
 
 namespace {
 
-// 8 floats; aligned(4) makes dereferences unaligned loads/stores (vmovups on AVX2). GCC and
-// Clang lower this on any target, so the code stays portable.
-typedef float v8 __attribute__((vector_size(32), aligned(4)));
-
-inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }
-inline v8 load8(const float* p) { return *reinterpret_cast<const v8*>(p); }
-inline void store8(float* p, v8 x) { *reinterpret_cast<v8*>(p) = x; }
-
 constexpr int kQB = 4;   // queries per register block
 constexpr int kKB = 16;  // keys per register block (two v8)
 
@@ -170,7 +162,7 @@ void attention(const AttnParams& p) {
   const int64_t n_pad = (Sk + kKB - 1) / kKB * kKB;
   // Tiny problems (a short decode step of one row) run on the calling thread: waking the
   // team costs more than the work.
-  const bool parallel = B * H * p.q_len * Sk * D > 32768;
+  const bool parallel = B * H * p.q_len * Sk * D > 262144;
 #pragma omp parallel if (parallel)
   {
     std::vector<float> kt(blocked ? static_cast<size_t>(D * n_pad) : 0);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "eet/ops.h"
+#include "vec_math.h"
 
 namespace eet {
 namespace cpu {
@@ -37,16 +38,7 @@ int64_t embedding(const int64_t* ids,       // [T]
       for (int64_t c = 0; c < hidden; ++c) o[c] = w[c] + p[c];
     }
     if (gamma == nullptr) continue;
-    float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < hidden; ++c) sum += o[c];
-    const float mean = sum / static_cast<float>(hidden);
-    float sq = 0.f;
-#pragma omp simd reduction(+ : sq)
-    for (int64_t c = 0; c < hidden; ++c) sq += (o[c] - mean) * (o[c] - mean);
-    const float rstd = 1.f / std::sqrt(sq / static_cast<float>(hidden) + eps);
-#pragma omp simd
-    for (int64_t c = 0; c < hidden; ++c) o[c] = (o[c] - mean) * rstd * gamma[c] + beta[c];
+    layernorm_row(o, o, gamma, beta, hidden, eps);
   }
   return -1;
 }
