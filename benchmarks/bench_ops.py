@@ -82,6 +82,14 @@ def cases(device, dtype, quick):
            lambda: ops.linear(x8, w1, b1, "gelu"),
            lambda: R.linear(x8, w1, b1, "gelu"),
            None)
+    if device == "cpu":  # the packed-weight GEMM vs the oneDNN linear (the "fused" column)
+        w1p = ops.pack_linear(w1)
+        for rows in (1, 8):
+            xr = x[:rows].contiguous()
+            yield (f"linear_packed (decode, {rows} rows)", f"[{rows}, {HID}] -> {INNER} + bias + gelu",
+                   lambda xr=xr: ops.linear_packed(xr, w1p, INNER, b1, "gelu"),
+                   lambda xr=xr: R.linear(xr, w1, b1, "gelu"),
+                   lambda xr=xr: ops.linear(xr, w1, b1, "gelu"))
 
     qkv = rnd(B, S, 3 * HID)
     pads = torch.tensor([i % 4 * 8 for i in range(B)], dtype=torch.int32, device=device)

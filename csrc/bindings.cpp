@@ -23,6 +23,9 @@ at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                   c10::string_view activation);
 std::string cpu_gemm();
+at::Tensor pack_linear(const at::Tensor& weight);
+at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
+                         const c10::optional<at::Tensor>& bias, c10::string_view activation);
 at::Tensor attention(const at::Tensor& qkv, int64_t num_heads, bool causal,
                      const c10::optional<at::Tensor>& key_start,
                      const c10::optional<at::Tensor>& key_end,
@@ -51,6 +54,10 @@ TORCH_LIBRARY(eet_like, m) {
       "ffn(Tensor x, Tensor w1, Tensor? b1, Tensor w2, Tensor? b2, str activation, "
       "Tensor? residual) -> Tensor");
   m.def("linear(Tensor x, Tensor weight, Tensor? bias, str activation) -> Tensor");
+  m.def("pack_linear(Tensor weight) -> Tensor");
+  m.def(
+      "linear_packed(Tensor x, Tensor packed, int out_features, Tensor? bias, str activation) "
+      "-> Tensor");
   m.def(
       "attention(Tensor qkv, int num_heads, bool causal, Tensor? key_start, Tensor? key_end, "
       "Tensor(a!)? k_cache, Tensor(b!)? v_cache, float? scale) -> Tensor");
@@ -68,6 +75,8 @@ TORCH_LIBRARY(eet_like, m) {
   m.impl("embedding", &eet::embedding);              \
   m.impl("ffn", &eet::ffn);                          \
   m.impl("linear", &eet::linear);                    \
+  m.impl("pack_linear", &eet::pack_linear);          \
+  m.impl("linear_packed", &eet::linear_packed);      \
   m.impl("attention", &eet::attention);              \
   m.impl("masked_attention", &eet::masked_attention); \
   m.impl("cross_attention", &eet::cross_attention)

@@ -186,6 +186,30 @@ def test_linear_cpu_gemm_backends(cpu_gemm, activation):
                                atol=2e-5, rtol=1e-5)
 
 
+# ---------------------------------------------------------------- packed linear (CPU)
+
+@pytest.mark.parametrize("activation", ["identity", "gelu", "gelu_new", "relu"])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 13, 300])
+@pytest.mark.parametrize("n,k", [(48, 64), (1001, 769), (7, 5)])
+def test_linear_packed(activation, rows, n, k):
+    """Every row block (6/4/3/2/1), column tails (n % 16), odd K, row chunks (300 rows)."""
+    g = torch.Generator().manual_seed(rows * 1000 + n)
+    x, w, b = rand(rows, k, gen=g), rand(n, k, gen=g, scale=k ** -0.5), rand(n, gen=g)
+    packed = ops.pack_linear(w)
+    torch.testing.assert_close(packed, R.pack_linear(w), atol=0, rtol=0)
+    torch.testing.assert_close(ops.linear_packed(x, packed, n, b, activation), R.linear(x, w, b, activation),
+                               atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(ops.linear_packed(x, packed, n), R.linear(x, w), atol=2e-5, rtol=1e-5)
+
+
+def test_linear_packed_batched_shape():
+    g = torch.Generator().manual_seed(3)
+    x, w = rand(2, 3, 40, gen=g), rand(33, 40, gen=g)
+    y = ops.linear_packed(x, ops.pack_linear(w), 33)
+    assert y.shape == (2, 3, 33)
+    torch.testing.assert_close(y, R.linear(x, w), atol=2e-5, rtol=1e-5)
+
+
 def test_cpu_gemm_env_errors(monkeypatch):
     monkeypatch.setenv("EET_LIKE_CPU_GEMM", "mkl")
     with pytest.raises(ValueError, match="EET_LIKE_CPU_GEMM must be 'onednn' or 'eet', got 'mkl'"):
@@ -363,6 +387,9 @@ def _opcheck_cases():
         (ops_.embedding.default, (ids, pos, rand(30, 40, gen=g), rand(5, 40, gen=g), None, None, w, b, 1e-12)),
         (ops_.ffn.default, (x, rand(64, 40, gen=g), rand(64, gen=g), rand(40, 64, gen=g), None, "gelu_new", x)),
         (ops_.linear.default, (x, rand(24, 40, gen=g), rand(24, gen=g), "gelu")),
+        (ops_.pack_linear.default, (rand(24, 40, gen=g),)),
+        (ops_.linear_packed.default, (x, torch.ops.eet_like.pack_linear(rand(24, 40, gen=g)), 24, rand(24, gen=g),
+                                      "relu")),
         (ops_.attention.default, (qkv, 2, True, ks, None, kc, vc, None)),
         (ops_.masked_attention.default, (rand(2, 96, gen=g), kc, vc, torch.tensor([6, 6], dtype=torch.int32),
                                          ks, 2, 0.25)),
@@ -371,7 +398,7 @@ def _opcheck_cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(10))
 def test_opcheck(case):
     op, args = _opcheck_cases()[case]
     torch.library.opcheck(op, args)

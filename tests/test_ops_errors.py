@@ -118,6 +118,32 @@ def test_linear_errors():
         ops.linear([1.0] * 8, w, b)
 
 
+def test_linear_packed_errors():
+    x, w, b = torch.randn(3, 8), torch.randn(20, 8), torch.randn(20)
+    p = ops.pack_linear(w)
+    assert p.shape == (2, 8, 16)
+    with pytest.raises(ValueError, match=r"weight must be \[N, K\]"):
+        ops.pack_linear(torch.randn(20))
+    with pytest.raises(TypeError, match="weight must be float32 on CPU"):
+        ops.pack_linear(w.double())
+    with pytest.raises(ValueError, match=r"packed must be \[2, 8, 16\]|packed must be \[ceil"):
+        ops.linear_packed(x, p, 40, b)  # out_features does not match the packed weight
+    with pytest.raises(ValueError, match=r"packed must be"):
+        ops.linear_packed(torch.randn(3, 9), p, 20, b)  # K does not match
+    with pytest.raises(ValueError, match=r"bias must be \[out_features\]"):
+        ops.linear_packed(x, p, 20, torch.randn(19))
+    with pytest.raises(ValueError, match="out_features must be > 0"):
+        ops.linear_packed(x, p, 0)
+    with pytest.raises(TypeError, match="out_features must be an int"):
+        ops.linear_packed(x, p, 20.0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.linear_packed(x, p, 20, b, "swish")
+    with pytest.raises(ValueError, match="x must be contiguous"):
+        ops.linear_packed(torch.randn(8, 3).t(), p, 20, b)
+    with pytest.raises(TypeError, match="packed must have the dtype of x"):
+        ops.linear_packed(x, p.double(), 20, b)
+
+
 # ---------------------------------------------------------------- attention
 
 def test_attention_errors():

@@ -73,4 +73,49 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::opti
 
 std::string cpu_gemm() { return cpu_gemm_backend(); }
 
+at::Tensor pack_linear(const at::Tensor& weight) {
+  check_float(weight, "weight");
+  TORCH_CHECK_VALUE(weight.is_cpu(), "weight must be on CPU: packed weights are the CPU GEMM's "
+                    "format (use linear on CUDA), got ", weight.device());
+  check_rank(weight, "weight", 2, "[N, K]");
+  TORCH_CHECK_VALUE(weight.numel() > 0, "weight must be non-empty, got ", shape_str(weight));
+  const at::Tensor w = weight.contiguous();
+  const int64_t n = w.size(0), k = w.size(1);
+  at::Tensor packed = at::empty({(n + cpu::kPanel - 1) / cpu::kPanel, k, cpu::kPanel}, w.options());
+  cpu::pack_weight(w.data_ptr<float>(), n, k, packed.data_ptr<float>());
+  return packed;
+}
+
+at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
+                         const c10::optional<at::Tensor>& bias, c10::string_view activation) {
+  const Act act = to_act(std::string(activation));
+  check_float(x, "x");
+  TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_packed is the CPU GEMM (use linear on "
+                    "CUDA), got ", x.device());
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
+                    shape_str(x));
+  check_contiguous(x, "x");
+  const int64_t K = x.size(-1), M = x.numel() / K;
+  check_like(packed, "packed", x, "x");
+  check_contiguous(packed, "packed");
+  TORCH_CHECK_VALUE(out_features > 0, "out_features must be > 0, got ", out_features);
+  const int64_t panels = (out_features + cpu::kPanel - 1) / cpu::kPanel;
+  check_shape(packed, "packed", {panels, K, cpu::kPanel},
+              "[ceil(out_features / 16), K, 16] (from pack_linear of a [out_features, K] weight)");
+  const float* b = nullptr;
+  at::Tensor bb;
+  if (bias.has_value()) {
+    check_like(*bias, "bias", x, "x");
+    check_shape(*bias, "bias", {out_features}, "[out_features]");
+    bb = bias->contiguous();
+    b = bb.data_ptr<float>();
+  }
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = out_features;
+  at::Tensor y = at::empty(out_shape, x.options());
+  cpu::gemm_packed(x.data_ptr<float>(), M, K, packed.data_ptr<float>(), out_features, b, act,
+                   y.data_ptr<float>());
+  return y;
+}
+
 }  // namespace eet

@@ -29,6 +29,17 @@ def _linear(x, weight, bias, activation):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
+@torch.library.register_fake("eet_like::pack_linear")
+def _pack_linear(weight):
+    n, k = weight.shape
+    return weight.new_empty(((n + 15) // 16, k, 16))
+
+
+@torch.library.register_fake("eet_like::linear_packed")
+def _linear_packed(x, packed, out_features, bias, activation):
+    return x.new_empty((*x.shape[:-1], out_features))
+
+
 @torch.library.register_fake("eet_like::attention")
 def _attention(qkv, num_heads, causal, key_start, key_end, k_cache, v_cache, scale):
     b, s, w = qkv.shape

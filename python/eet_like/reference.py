@@ -109,6 +109,18 @@ def linear(x, weight, bias=None, activation="identity"):
     return _ACTS[activation](F.linear(x, weight, bias))
 
 
+def pack_linear(weight):
+    n, k = weight.shape
+    padded = torch.zeros(((n + 15) // 16) * 16, k, dtype=weight.dtype, device=weight.device)
+    padded[:n] = weight
+    return padded.view(-1, 16, k).transpose(1, 2).contiguous()
+
+
+def linear_packed(x, packed, out_features, bias=None, activation="identity"):
+    weight = packed.transpose(1, 2).reshape(-1, packed.shape[1])[:out_features]
+    return linear(x, weight, bias, activation)
+
+
 def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):
     h = _ACTS[activation](F.linear(x, w1, b1))
     out = F.linear(h, w2, b2)

@@ -71,6 +71,15 @@ int64_t embedding(const int64_t* ids, const int64_t* pos_ids, const int64_t* typ
 void bias_act(float* x, const float* bias, const float* residual, Act act, int64_t rows,
               int64_t cols);
 
+// Packed-weight GEMM (gemm_packed.cpp). A [N, K] nn.Linear weight is packed once into panels
+// of kPanel output columns, [ceil(N / kPanel)][K][kPanel], zero padded, so the kernel streams
+// each panel contiguously; y[M, N] = act(x[M, K] W^T + bias), bias may be null.
+constexpr int64_t kPanel = 16;
+int64_t packed_size(int64_t n, int64_t k);
+void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
+void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
+                 const float* bias, Act act, float* y);
+
 void attention(const AttnParams& p);          // fp32
 void kv_cache_write(const CacheWriteParams& p);  // fp32
 
