@@ -83,6 +83,45 @@ def test_cpu_gemm_backends_agree(gemm, monkeypatch):
     assert torch.equal(m.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0, num_beams=2), g)
 
 
+@pytest.mark.parametrize("packed", ["1", "0"])
+@pytest.mark.parametrize("name", ["d80-gelu-untied", "d64-relu-layerscale"])
+def test_packed_decode_matches_transformers(name, packed, monkeypatch):
+    """Decode steps on the packed-weight CPU kernel (default) and on oneDNN give transformers'
+    tokens, greedy (3 rows) and beam search (8 rows, still on the packed path)."""
+    monkeypatch.setenv("EET_LIKE_PACKED_DECODE", packed)
+    hf = make_hf(**CONFIGS[name])
+    m = GPT2LMHeadModel.from_pretrained(hf)
+    vocab = CONFIGS[name]["vocab_size"]
+    ids, mask = left_padded(vocab, [7, 2, 5])
+    for kw in (dict(), dict(num_beams=2)):
+        with torch.no_grad():
+            ref = hf.generate(ids, attention_mask=mask, max_new_tokens=10, pad_token_id=0, **kw)
+        assert torch.equal(m.generate(ids, attention_mask=mask, max_new_tokens=10, pad_token_id=0, **kw), ref)
+    assert bool(m.transformer.decode_gemm._packed) == (packed == "1")
+
+
+def test_packed_decode_follows_weight_changes():
+    """The packed copies are rebuilt when a weight changes in place (no stale decode)."""
+    hf = make_hf(**CONFIGS["d32-gelu_new"])
+    m = GPT2LMHeadModel.from_pretrained(hf)
+    ids, mask = left_padded(1000, [4, 6])
+    m.generate(ids, attention_mask=mask, max_new_tokens=3, pad_token_id=0)
+    with torch.no_grad():
+        hf.transformer.h[1].mlp.c_fc.weight.mul_(-1.5)
+        hf.transformer.wte.weight[:, :5].mul_(2.0)
+        m.transformer.blocks[1].mlp.w1.mul_(-1.5)          # eet_like keeps nn.Linear layout: c_fc is transposed
+        m.transformer.embed.word[:, :5].mul_(2.0)          # tied: also the LM head
+        ref = hf.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0)
+    assert torch.equal(m.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0), ref)
+
+
+def test_packed_decode_env_error(monkeypatch):
+    monkeypatch.setenv("EET_LIKE_PACKED_DECODE", "yes")
+    m = GPT2LMHeadModel.from_pretrained(make_hf(**CONFIGS["d32-gelu_new"]))
+    with pytest.raises(ValueError, match="EET_LIKE_PACKED_DECODE must be 0 or 1, got 'yes'"):
+        m.generate(torch.tensor([[5, 6]]), max_new_tokens=2, pad_token_id=0)
+
+
 def test_logits_right_padded_and_unpadded(pair):
     hf, m = pair
     ids, mask = left_padded(hf.config.vocab_size, [6, 3])

@@ -26,7 +26,7 @@ from ..generation import decode as _decode
 from ..generation.decode import check_input_ids as _check_input_ids, check_mask as _check_mask
 from ..generation.kv_cache import KVCache
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
-from ..layers import Embedding, FeedForward, Gemm, LayerNorm, SelfAttention
+from ..layers import Embedding, FeedForward, Gemm, LayerNorm, PackedDecodeGemm, SelfAttention
 
 _ops = torch.ops.eet_like
 
@@ -152,7 +152,8 @@ class GPT2Model(nn.Module):
         self.embed = Embedding(config.vocab_size, config.n_positions, config.n_embd, **p)
         self.blocks = nn.ModuleList(GPT2Block(config, i, dtype, device) for i in range(config.n_layer))
         self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon, **p)
-        # CPU GEMM backend ('onednn' or 'eet'); CUDA always runs the eet_like path.
+        # Decode steps' GEMMs on CPU: packed weights (packed lazily, see PackedDecodeGemm).
+        self.decode_gemm = PackedDecodeGemm()
 
     @property
     def dtype(self):
@@ -255,7 +256,7 @@ class GPT2Model(nn.Module):
         positions [n] int32 is the cache slot written and attended up to; no host sync."""
         x = _ops.embedding(tokens, position_ids, self.embed.word, self.embed.position,
                            None, None, None, None, 1e-12)
-        g = Gemm
+        g = self.decode_gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
         a = _ops.layernorm(x, b0.weight, b0.bias, b0.eps)
@@ -479,10 +480,10 @@ def decode_step(model: GPT2LMHeadModel, st: DecodeState, tokens):
 
 
 def _lm_head(model: GPT2LMHeadModel, st: DecodeState, hidden):
-    """hidden [n, H] -> logits [n, V]: into the static buffer (CUDA-graph friendly), except on
-    the oneDNN CPU path, which has no out= variant (a small allocation there)."""
+    """hidden [n, H] -> logits [n, V]: into the static buffer on CUDA (CUDA-graph friendly); on
+    CPU through the decode GEMM (packed weights for few rows), which allocates its output."""
     if hidden.device.type == "cpu":
-        return Gemm.linear(hidden, model.lm_weight, None)
+        return model.transformer.decode_gemm.linear(hidden, model.lm_weight, None)
     logits = st.logits[:hidden.shape[0]]
     torch.mm(hidden, model.lm_weight.t(), out=logits)
     return logits
