@@ -44,7 +44,7 @@ from ..generation.kv_cache import KVCache
 from ..layers import FeedForward, LayerNorm, SelfAttention
 # The CPU GEMM backends of the GPT-2 model (oneDNN with fused bias/activation post-ops where
 # torch has it, else torch.mm + the eet_like ffn op); one choice for every eet_like decoder.
-from ..layers.gemm import Gemm
+from ..layers.gemm import Gemm, PackedDecodeGemm
 
 __all__ = ["TransformerDecoder", "optimize", "load_checkpoint", "FairseqCheckpoint", "ACTIVATIONS"]
 
@@ -329,6 +329,8 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             self.output_bias = (nn.Parameter(proj.bias.detach().to(**p), requires_grad=False)
                                 if proj.bias is not None else None)
 
+        # Few-row GEMMs (incremental steps) on CPU run on packed weights; see PackedDecodeGemm.
+        self._gemm = PackedDecodeGemm()
         self._fixed_cache: Optional[KVCache] = None
         self._cache_owner: Optional[object] = None
         if (max_batch is None) != (max_seq_len is None):
@@ -454,7 +456,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
 
     @property
     def _g(self):
-        return Gemm
+        return self._gemm
 
     def _check_tokens(self, tokens):
         if not isinstance(tokens, torch.Tensor):
