@@ -7,15 +7,31 @@
 
 namespace eet {
 
+namespace {
+
+// x of a GEMM op: float, non-empty [..., K], contiguous. Returns K.
+int64_t check_gemm_input(const at::Tensor& x) {
+  check_float(x, "x");
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
+                    shape_str(x));
+  check_contiguous(x, "x");
+  return x.size(-1);
+}
+
+// x's shape with the last dim replaced by n.
+std::vector<int64_t> with_last_dim(const at::Tensor& x, int64_t n) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = n;
+  return shape;
+}
+
+}  // namespace
+
 at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
                const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
                c10::string_view activation, const c10::optional<at::Tensor>& residual) {
   const Act act = to_act(std::string(activation));
-  check_float(x, "x");
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., H] tensor, got ",
-                    shape_str(x));
-  check_contiguous(x, "x");
-  const int64_t H = x.size(-1), N = x.numel() / H;
+  const int64_t H = check_gemm_input(x), N = x.numel() / H;
   check_like(w1, "w1", x, "x");
   check_rank(w1, "w1", 2, "[I, H]");
   TORCH_CHECK_VALUE(w1.size(1) == H, "w1 must be [I, H] with H = x.size(-1) = ", H, ", got ",
@@ -50,11 +66,7 @@ at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                   c10::string_view activation) {
   const Act act = to_act(std::string(activation));
-  check_float(x, "x");
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
-                    shape_str(x));
-  check_contiguous(x, "x");
-  const int64_t K = x.size(-1), N = x.numel() / K;
+  const int64_t K = check_gemm_input(x), N = x.numel() / K;
   check_like(weight, "weight", x, "x");
   check_rank(weight, "weight", 2, "[M, K]");
   TORCH_CHECK_VALUE(weight.size(1) == K, "weight must be [M, K] with K = x.size(-1) = ", K,
@@ -66,9 +78,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::opti
     check_shape(*bias, "bias", {M}, "[M]");
     b = bias->contiguous();
   }
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = M;
-  return gemm_bias_act(x.view({N, K}), weight.contiguous(), b, act).view(out_shape);
+  return gemm_bias_act(x.view({N, K}), weight.contiguous(), b, act).view(with_last_dim(x, M));
 }
 
 std::string cpu_gemm() { return cpu_gemm_backend(); }
@@ -89,13 +99,9 @@ at::Tensor pack_linear(const at::Tensor& weight) {
 at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
                          const c10::optional<at::Tensor>& bias, c10::string_view activation) {
   const Act act = to_act(std::string(activation));
-  check_float(x, "x");
   TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_packed is the CPU GEMM (use linear on "
                     "CUDA), got ", x.device());
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
-                    shape_str(x));
-  check_contiguous(x, "x");
-  const int64_t K = x.size(-1), M = x.numel() / K;
+  const int64_t K = check_gemm_input(x), M = x.numel() / K;
   check_like(packed, "packed", x, "x");
   check_contiguous(packed, "packed");
   TORCH_CHECK_VALUE(out_features > 0, "out_features must be > 0, got ", out_features);
@@ -110,9 +116,7 @@ at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t 
     bb = bias->contiguous();
     b = bb.data_ptr<float>();
   }
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = out_features;
-  at::Tensor y = at::empty(out_shape, x.options());
+  at::Tensor y = at::empty(with_last_dim(x, out_features), x.options());
   cpu::gemm_packed(x.data_ptr<float>(), M, K, packed.data_ptr<float>(), out_features, b, act,
                    y.data_ptr<float>());
   return y;

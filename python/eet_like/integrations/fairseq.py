@@ -41,10 +41,7 @@ except ImportError as e:  # pragma: no cover - exercised only without fairseq
 
 from .. import ops
 from ..generation.kv_cache import KVCache
-from ..layers import FeedForward, LayerNorm, SelfAttention
-# The CPU GEMM backends of the GPT-2 model (oneDNN with fused bias/activation post-ops where
-# torch has it, else torch.mm + the eet_like ffn op); one choice for every eet_like decoder.
-from ..layers.gemm import Gemm, PackedDecodeGemm
+from ..layers import FeedForward, Gemm, LayerNorm, PackedDecodeGemm, SelfAttention
 
 __all__ = ["TransformerDecoder", "optimize", "load_checkpoint", "FairseqCheckpoint", "ACTIVATIONS"]
 
