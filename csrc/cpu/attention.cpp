@@ -173,6 +173,7 @@ void attention(const AttnParams& p) {
       for (int64_t h = 0; h < H; ++h) {
         int64_t ks = p.key_start != nullptr ? p.key_start[b] : 0;
         int64_t ke = (p.key_end != nullptr ? p.key_end[b] : Sk) + p.key_end_add;
+        if (p.past_end_empty && ke > Sk) ke = 0;
         ks = std::clamp<int64_t>(ks, 0, Sk);
         ke = std::clamp<int64_t>(ke, 0, Sk);
         if (blocked)

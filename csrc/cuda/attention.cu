@@ -26,6 +26,7 @@ __device__ __forceinline__ void key_range(const AttnParams& p, int64_t b, int64_
                                           int64_t& ke) {
   ks = p.key_start != nullptr ? static_cast<int64_t>(p.key_start[b]) : 0;
   ke = (p.key_end != nullptr ? static_cast<int64_t>(p.key_end[b]) : p.k_len) + p.key_end_add;
+  if (p.past_end_empty && ke > p.k_len) ke = 0;
   ks = ks < 0 ? 0 : (ks > p.k_len ? p.k_len : ks);
   ke = ke < 0 ? 0 : (ke > p.k_len ? p.k_len : ke);
 }

@@ -173,6 +173,7 @@ at::Tensor masked_attention(const at::Tensor& qkv, const at::Tensor& k_cache,
   p.key_start = ptr_or_null<int32_t>(ks);
   p.key_end = pos->data_ptr<int32_t>();
   p.key_end_add = 1;
+  p.past_end_empty = true;  // positions[b] >= Smax (unchecked on CUDA): no keys, zeros
   p.scale = scale_or_default(scale, D);
   run_attention(qkv, p, "masked_attention");
   return out;

@@ -32,6 +32,9 @@ struct AttnParams {
   const int32_t* key_start = nullptr;  // [B] first visible key per row; null = 0
   const int32_t* key_end = nullptr;    // [B] one past the last visible key; null = k_len
   int key_end_add = 0;                 // added to key_end[b] (decode: key_end = positions, add 1)
+  // A row whose key_end[b] + key_end_add exceeds k_len sees no key at all (zeros) instead of
+  // being clamped: a decode position outside the cache must not attend over unwritten slots.
+  bool past_end_empty = false;
   bool causal = false;
   int causal_offset = 0;               // causal: key j visible to query i iff j <= i + causal_offset
   float scale = 1.f;
