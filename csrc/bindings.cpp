@@ -16,7 +16,7 @@ at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids
                      const c10::optional<at::Tensor>& token_type_ids,
                      const c10::optional<at::Tensor>& token_type_embeddings,
                      const c10::optional<at::Tensor>& ln_weight,
-                     const c10::optional<at::Tensor>& ln_bias, double eps);
+                     const c10::optional<at::Tensor>& ln_bias, double eps, bool check);
 at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
                const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
                c10::string_view activation, const c10::optional<at::Tensor>& residual);
@@ -49,7 +49,7 @@ TORCH_LIBRARY(eet_like, m) {
   m.def(
       "embedding(Tensor input_ids, Tensor position_ids, Tensor word_embeddings, "
       "Tensor position_embeddings, Tensor? token_type_ids, Tensor? token_type_embeddings, "
-      "Tensor? ln_weight, Tensor? ln_bias, float eps) -> Tensor");
+      "Tensor? ln_weight, Tensor? ln_bias, float eps, bool check=True) -> Tensor");
   m.def(
       "ffn(Tensor x, Tensor w1, Tensor? b1, Tensor w2, Tensor? b2, str activation, "
       "Tensor? residual) -> Tensor");

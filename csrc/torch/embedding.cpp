@@ -26,7 +26,7 @@ at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids
                      const c10::optional<at::Tensor>& token_type_ids,
                      const c10::optional<at::Tensor>& token_type_embeddings,
                      const c10::optional<at::Tensor>& ln_weight,
-                     const c10::optional<at::Tensor>& ln_bias, double eps) {
+                     const c10::optional<at::Tensor>& ln_bias, double eps, bool check) {
   check_index(input_ids, "input_ids");
   TORCH_CHECK_VALUE(input_ids.dim() >= 1, "input_ids must be [B, S] (or [T]), got ",
                     shape_str(input_ids));
@@ -69,9 +69,12 @@ at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids
   if (T == 0) return out;
   if (out.is_cuda()) {
 #ifdef WITH_CUDA
-    // The kernel clamps ids for memory safety; report bad ids here, except while a CUDA graph
-    // is being captured (a host sync is not allowed then).
-    if (c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None) {
+    const c10::cuda::CUDAGuard guard(out.device());
+    // The kernel clamps ids for memory safety; report bad ids here (a host sync), unless the
+    // caller validated them (check=False: the decode loops, whose ids come from the vocabulary
+    // and whose positions are tracked on the host) or a CUDA graph is being captured.
+    if (check &&
+        c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None) {
       auto check_range = [](const at::Tensor& t, int64_t n, const char* name) {
         const auto mm = at::aminmax(t);
         const int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
@@ -82,7 +85,6 @@ at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids
       check_range(pos, P, "position_ids");
       if (types.defined()) check_range(types, NT, "token_type_ids");
     }
-    const c10::cuda::CUDAGuard guard(out.device());
     EET_CHECK_LAUNCH(
         cuda::embedding(to_dtype(word), ids.data_ptr<int64_t>(), pos.data_ptr<int64_t>(),
                         types.defined() ? types.data_ptr<int64_t>() : nullptr, word.data_ptr(),

@@ -15,7 +15,7 @@ def _add_layernorm(x, residual, residual_bias, weight, bias, eps):
 
 @torch.library.register_fake("eet_like::embedding")
 def _embedding(input_ids, position_ids, word_embeddings, position_embeddings, token_type_ids,
-               token_type_embeddings, ln_weight, ln_bias, eps):
+               token_type_embeddings, ln_weight, ln_bias, eps, check=True):
     return word_embeddings.new_empty((*input_ids.shape, word_embeddings.shape[1]))
 
 

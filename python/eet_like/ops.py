@@ -75,18 +75,20 @@ def layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: fl
 def embedding(input_ids: torch.Tensor, word_embeddings: torch.Tensor, position_embeddings: torch.Tensor,
               position_ids: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
               token_type_embeddings: Optional[torch.Tensor] = None, ln_weight: Optional[torch.Tensor] = None,
-              ln_bias: Optional[torch.Tensor] = None, eps: float = 1e-12) -> torch.Tensor:
+              ln_bias: Optional[torch.Tensor] = None, eps: float = 1e-12, check: bool = True) -> torch.Tensor:
     """word_embeddings[input_ids] + position_embeddings[position_ids] (+ token types), then an
     optional layernorm (ln_weight/ln_bias, BERT). input_ids/position_ids: [B, S] int64/int32;
     position_ids default to 0..S-1 per row (pass them explicitly for left padding).
-    Returns [B, S, H]. Out-of-range ids raise ValueError."""
+    Returns [B, S, H]. Out-of-range ids raise ValueError. On CUDA that check is a host sync;
+    check=False skips it for ids the caller knows are in range (the kernel still clamps them
+    for memory safety, so a bad id then gives a wrong row, never a bad access)."""
     _tensor(input_ids, "input_ids")
     _optional_index(input_ids, "input_ids")
     if position_ids is None:
         position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
     return _ops.embedding(input_ids, _tensor(position_ids, "position_ids"), word_embeddings,
                           position_embeddings, _optional_index(token_type_ids, "token_type_ids"),
-                          token_type_embeddings, ln_weight, ln_bias, float(eps))
+                          token_type_embeddings, ln_weight, ln_bias, float(eps), bool(check))
 
 
 def ffn(x: torch.Tensor, w1: torch.Tensor, b1: Optional[torch.Tensor], w2: torch.Tensor,

@@ -161,7 +161,9 @@ def _sample(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, su
             streamer.put(tokens.cpu())
         if eos_ids is not None:
             unfinished &= ~torch.isin(tokens, eos_ids)
-        if cur >= opts.max_length or (eos_ids is not None and not bool(unfinished.any())):
+        # No row can finish while eos is suppressed (cur <= min_length): skip that host sync.
+        if cur >= opts.max_length or (eos_ids is not None and cur > opts.min_length
+                                      and not bool(unfinished.any())):
             break
         logits = model.decode_step(tokens)
     return GenerateOutput(seqs[:, :cur], tuple(all_scores) if opts.output_scores else None,

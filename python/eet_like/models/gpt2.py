@@ -253,9 +253,11 @@ class GPT2Model(nn.Module):
 
     def run_decode(self, tokens, position_ids, positions, key_start, cache: KVCache):
         """One token per row: tokens/position_ids [n] -> final-layernormed hidden [n, H].
-        positions [n] int32 is the cache slot written and attended up to; no host sync."""
+        positions [n] int32 is the cache slot written and attended up to; no host sync (the
+        tokens were sampled from the vocabulary and the positions are bounded by the cache, so
+        the embedding skips its range check)."""
         x = _ops.embedding(tokens, position_ids, self.embed.word, self.embed.position,
-                           None, None, None, None, 1e-12)
+                           None, None, None, None, 1e-12, False)
         g = self.decode_gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
@@ -335,6 +337,8 @@ class GPT2LMHeadModel(nn.Module):
         self.cache = KVCache.allocate(config.n_layer, max_batch, config.n_head, max_seq_len,
                                       config.head_dim, dtype=dtype, device=dev)
         self.state = DecodeState.allocate(max_batch, config.vocab_size, dtype, dev)
+        self._decode_graphs = {}   # rows -> torch.cuda.CUDAGraph of one decode step (CUDA only)
+        self._graph_pool = None
         # Defaults for generate(): the checkpoint's generation config (generation_config.json
         # or the in-memory model's), else transformers' global defaults.
         self.generation_defaults = dict(generation_defaults or {})
@@ -467,16 +471,54 @@ def prefill(model: GPT2LMHeadModel, st: DecodeState, input_ids, key_start):
 
 def decode_step(model: GPT2LMHeadModel, st: DecodeState, tokens):
     """Feed one token per row ([n] int64) at cache position st.length; returns logits [n, V]
-    (a view of the static logits buffer, valid until the next step)."""
+    (a view of the static logits buffer, valid until the next step).
+
+    On CUDA the step is replayed from a CUDA graph (one per row count n, captured after its
+    first eager run): a step is hundreds of small kernels, whose launches otherwise cost more
+    than their work at small batches. Every input and output is a static buffer of `st`, so a
+    replay needs no copies. EET_LIKE_CUDA_GRAPHS=0 turns it off."""
     n = st.n
     st.tokens[:n].copy_(tokens)
+    graph = model._decode_graphs.get(n)
+    if graph is not None:
+        graph.replay()
+        logits = st.logits[:n]
+    else:
+        logits = _step(model, st, n)
+        if model.device.type == "cuda" and cuda_graphs_enabled():
+            model._decode_graphs[n] = _capture_step(model, st, n)
+    st.length += 1
+    return logits
+
+
+def cuda_graphs_enabled() -> bool:
+    v = os.environ.get("EET_LIKE_CUDA_GRAPHS", "1")
+    if v not in ("0", "1"):
+        raise ValueError(f"EET_LIKE_CUDA_GRAPHS must be 0 or 1, got {v!r}")
+    return v == "1"
+
+
+def _step(model: GPT2LMHeadModel, st: DecodeState, n: int):
+    """The kernels of one decode step over rows [0, n), reading and writing only `st` and the cache."""
     hidden = model.transformer.run_decode(st.tokens[:n], st.position_ids[:n], st.positions[:n],
                                           st.key_start[:n], model.cache)
     logits = _lm_head(model, st, hidden)
     st.positions[:n].add_(1)
     st.position_ids[:n].add_(1)
-    st.length += 1
     return logits
+
+
+def _capture_step(model: GPT2LMHeadModel, st: DecodeState, n: int):
+    """Records _step for n rows (recording runs nothing: the eager step before it was the real
+    one and warmed up cuBLAS). The graphs of one model share a memory pool."""
+    if model._graph_pool is None:
+        model._graph_pool = torch.cuda.graph_pool_handle()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=model._graph_pool):
+        out = _step(model, st, n)
+    if out.data_ptr() != st.logits.data_ptr():
+        raise RuntimeError("decode step graph: logits not written into the static buffer")
+    return graph
 
 
 def _lm_head(model: GPT2LMHeadModel, st: DecodeState, hidden):
