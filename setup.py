@@ -3,7 +3,8 @@
 CPU kernels are always built. The CUDA kernels are added when torch is a CUDA build and
 nvcc is found (CUDA_HOME); EET_FORCE_CPU=1 skips them. Target archs come from
 EET_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest); MAX_JOBS limits parallel
-compile jobs. CPU code targets any x86-64 with AVX2+FMA; EET_CPU_NATIVE=1 uses -march=native.
+compile jobs; EET_NVCC_FLAGS adds nvcc flags (e.g. -Xptxas=-v). CPU code targets any
+x86-64 with AVX2+FMA; EET_CPU_NATIVE=1 uses -march=native.
 
 Install with an existing torch:  pip install --no-build-isolation .
 """
@@ -73,7 +74,8 @@ if want_cuda():
         define_macros=[("WITH_CUDA", None)],
         extra_compile_args={
             "cxx": cpu_flags(),
-            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + cuda_archs(),
+            "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + cuda_archs()
+            + os.environ.get("EET_NVCC_FLAGS", "").split(),
         },
         extra_link_args=["-fopenmp"],
     )
