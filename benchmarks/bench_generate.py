@@ -36,6 +36,8 @@ def parse_args(argv=None):
                    help=f"subset of: {' '.join(bench.GPT2_CPU_ENGINES)} (CPU); "
                         f"{' '.join(bench.GPT2_CUDA_ENGINES)} (CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch/CT2 threads (default: torch's)")
+    p.add_argument("--compile-batch", type=int, nargs="+", default=None,
+                   help="batch sizes at which hf-static-compile runs (default: all; each compiles for a minute)")
     p.add_argument("--quick", action="store_true", help="tiny model, 8 new tokens, batch 1 2: a smoke run")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
@@ -48,7 +50,7 @@ def main(argv=None):
     a = parse_args(argv)
     settings = bench.GenerateSettings(device=a.device, dtype=a.dtype, batch=a.batch, models=a.models, prompt=a.prompt,
                                       new=a.new, repeats=a.repeats, engines=a.engines, threads=a.threads,
-                                      quick=a.quick)
+                                      quick=a.quick, compile_batch=a.compile_batch)
     data = bench.bench_generate(settings)
     print()
     print(bench.generate_table(data))

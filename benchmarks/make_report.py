@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GPT2_CPU_TARGETS = {"transformers": {1: 1.3, 8: 1.5}, "ct2-float32": {1: 1.0, 8: 1.0}}
 BERT_CPU_TARGETS = {"transformers": {1: 1.3, 16: 1.3}, "ctranslate2-float32": {1: 1.0, 16: 1.0}}
 GPT2_GPU_TARGET = ("small", 1, "hf-static-compile", 3.0)
+GPT2_GPU_ROOFLINE_TARGET = ("xl", 1, 0.8)
 
 
 # ---------------------------------------------------------------- loading
@@ -166,8 +167,9 @@ def generate_section(path: str, data: dict, info: dict, plots_dir: str, out_dir:
                   "eet_like's.", "", source_line(path, info), ""]
         batches = sorted({r["batch"] for r in rows})
         by = {(r["batch"], r["engine"]): r for r in rows}
+        roof = any("roofline_tokens_per_s" in r for r in rows)
         header = ["batch"] + [f"{e} tok/s" for e in engines] + [f"eet_like / {p}" for p in peers] + \
-                 [f"same tokens ({p})" for p in peers]
+                 [f"same tokens ({p})" for p in peers] + (["roofline tok/s", "eet_like / roofline"] if roof else [])
         body = []
         for b in batches:
             eet = by.get((b, "eet_like"))
@@ -179,8 +181,17 @@ def generate_section(path: str, data: dict, info: dict, plots_dir: str, out_dir:
                 r = by.get((b, p))
                 agree = r.get("token_agreement") if r else None
                 row.append("–" if agree is None else f"{agree:.0%}")
+            if roof:
+                rf = eet.get("roofline_tokens_per_s") if eet else None
+                row += [_num(rf), "–" if rf is None else f"{eet['tokens_per_s'] / rf:.0%}"]
             body.append(row)
         lines += table(header, body) + [""]
+        if roof:
+            bw = m.get("copy_bandwidth_bytes_per_s")
+            lines += [f"Roofline: batch × copy bandwidth ({_num(bw and bw / 1e12, '{:.2f}')} TB/s, read + write, "
+                      "measured in the same run) / the bytes one decode step must read (every weight once + the "
+                      f"K/V cache at the mean context {m['prompt'] + m['new_tokens'] // 2}); prefill is in the "
+                      "measured time, not in the roofline.", ""]
         png = plot_speed(os.path.join(plots_dir, f"generate_{m['device']}_{model}.png"),
                          f"GPT-2 {model} greedy generation, {m['device']} {m['dtype']} ({info.get('cpu', '')})",
                          {e: [(b, by[(b, e)]["tokens_per_s"]) for b in batches if (b, e) in by] for e in engines},
@@ -202,6 +213,12 @@ def generate_section(path: str, data: dict, info: dict, plots_dir: str, out_dir:
                 ratio = eet["tokens_per_s"] / r["tokens_per_s"] if eet and r else None
                 targets.append([f"GPT-2 {shape} GPU {m['dtype']}, batch {b}: eet_like ≥ {goal}x {peer}",
                                 _ratio(ratio), _met(ratio, goal), f"`{os.path.basename(path)}`"])
+            shape, b, goal = GPT2_GPU_ROOFLINE_TARGET
+            eet = by.get((b, "eet_like"))
+            if model == shape and eet and "roofline_tokens_per_s" in eet:
+                frac = eet["tokens_per_s"] / eet["roofline_tokens_per_s"]
+                targets.append([f"GPT-2 {shape} GPU {m['dtype']}, batch {b}: eet_like ≥ {goal:.0%} of the bandwidth "
+                                "roofline", f"{frac:.0%}", _met(frac, goal), f"`{os.path.basename(path)}`"])
     return lines
 
 

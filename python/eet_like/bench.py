@@ -92,9 +92,13 @@ def machine_info(device: str) -> dict:
     if ct2 is not None:
         info["ctranslate2"] = ct2.__version__
     try:
+        here = os.path.dirname(os.path.abspath(__file__))
         info["commit"] = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL,
-            cwd=os.path.dirname(os.path.abspath(__file__))).strip()
+            ["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL, cwd=here).strip()
+        # Results of a tree with uncommitted changes to the code say so.
+        if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ":/csrc", ":/python"], cwd=here,
+                          stderr=subprocess.DEVNULL).returncode == 1:
+            info["commit"] += "+uncommitted"
     except (OSError, subprocess.CalledProcessError):
         info["commit"] = "unknown"
     info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -121,6 +125,7 @@ class GenerateSettings:
     engines: Optional[List[str]] = None  # default GPT2_CPU_ENGINES / GPT2_CUDA_ENGINES
     threads: Optional[int] = None
     quick: bool = False                  # tiny model, 8 new tokens, batch 1 2, one repeat
+    compile_batch: Optional[List[int]] = None  # batches at which hf-static-compile runs (None: all)
 
     def resolved(self) -> "GenerateSettings":
         s = dataclasses.replace(self)
@@ -164,6 +169,37 @@ def gpt2_tokenizer(tmp: str):
         with open(os.path.join(tmp, "merges.txt"), "w") as f:
             f.write("#version: 0.2\n")
     return transformers.GPT2Tokenizer.from_pretrained(tmp)
+
+
+def copy_bandwidth(device: str = "cuda", nbytes: int = 2 << 30) -> float:
+    """Device-memory bandwidth in bytes/s from a large device-to-device copy, counting the bytes
+    read plus the bytes written (the ceiling a decode step that streams its weights can reach)."""
+    src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device).random_(0, 255)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    _sync(device)
+    times = []
+    for _ in range(10):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    del src, dst
+    return nbytes / statistics.median(times)
+
+
+def decode_step_bytes(shape: str, batch: int, context: float, elem_bytes: int) -> float:
+    """The fewest bytes one greedy decode step must read: every weight once (the tied embedding
+    matrix once, as the LM head) plus each row's K and V cache over `context` positions."""
+    c = GPT2_SHAPES[shape]
+    h, layers = c["n_embd"], c["n_layer"]
+    per_layer = 12 * h * h + 13 * h          # qkv, proj, fc, fc-proj weights + biases, 2 layernorms
+    weights = layers * per_layer + c["vocab_size"] * h + 2 * h
+    kv = layers * 2 * batch * context * h
+    return (weights + kv) * elem_bytes
 
 
 def _interleaved_best(fns: Dict[str, Callable], repeats: int, bar):
@@ -275,6 +311,8 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
                 ids = prompts[:b]
                 calls = {}
                 for name, fn in fns.items():
+                    if name == "hf-static-compile" and s.compile_batch is not None and b not in s.compile_batch:
+                        continue
                     def timed_call(fn=fn):
                         out = fn(ids)
                         _sync(s.device)
@@ -302,12 +340,23 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
                 torch.cuda.empty_cache()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if gpu:
+        bw = copy_bandwidth(s.device)
+        elem = torch.empty((), dtype=getattr(torch, s.dtype)).element_size()
+        log(f"# copy bandwidth {bw / 1e12:.2f} TB/s (read + write); roofline = batch * bandwidth / bytes per "
+            f"decode step (weights + KV cache at the mean context {s.prompt + s.new / 2:.0f})")
+        for r in results:
+            step = decode_step_bytes(r["model"], r["batch"], s.prompt + s.new / 2, elem)
+            r["decode_step_bytes"] = step
+            r["roofline_tokens_per_s"] = r["batch"] * bw / step
+            r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
     for r in results:
         eet = next((x for x in results if x["model"] == r["model"] and x["batch"] == r["batch"]
                     and x["engine"] == "eet_like"), None)
         r["eet_like_speedup"] = None if eet is None else eet["tokens_per_s"] / r["tokens_per_s"]
     info = machine_info(s.device)
     meta = dict(device=s.device, dtype=s.dtype, prompt=s.prompt, new_tokens=s.new, repeats=s.repeats,
+                copy_bandwidth_bytes_per_s=bw if gpu else None,
                 torch=torch.__version__, threads=torch.get_num_threads(), machine=info["cpu"], quick=s.quick,
                 note="random weights; tokens/s = batch*new/(best wall time of generate)",
                 loadavg_1min_start_end=[load_start, os.getloadavg()[0]])
@@ -323,8 +372,9 @@ def generate_table(data: dict) -> str:
     for r in data["results"]:
         speed = "-" if r["eet_like_speedup"] is None else f"{r['eet_like_speedup']:.2f}"
         agree = "-" if r["token_agreement"] is None else f"{r['token_agreement']:.0%}"
+        roof = f"  {r['roofline_fraction']:.0%} of {r['roofline_tokens_per_s']:.0f}" if "roofline_fraction" in r else ""
         lines.append(f"{r['model']:6s} {r['batch']:5d}  {r['engine']:18s} {r['tokens_per_s']:9.1f} {speed:>10s} "
-                     f"{agree:>11s}")
+                     f"{agree:>11s}{roof}")
     return "\n".join(lines)
 
 
