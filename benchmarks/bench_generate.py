@@ -51,7 +51,7 @@ def main(argv=None):
     settings = bench.GenerateSettings(device=a.device, dtype=a.dtype, batch=a.batch, models=a.models, prompt=a.prompt,
                                       new=a.new, repeats=a.repeats, engines=a.engines, threads=a.threads,
                                       quick=a.quick, compile_batch=a.compile_batch)
-    data = bench.bench_generate(settings)
+    data = bench.bench_generate(settings, checkpoint=lambda partial: bench.write_json(a.json, partial))
     print()
     print(bench.generate_table(data))
     bench.write_json(a.json, data)

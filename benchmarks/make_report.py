@@ -164,7 +164,8 @@ def generate_section(path: str, data: dict, info: dict, plots_dir: str, out_dir:
                   f"Prompt {m['prompt']} tokens, {m['new_tokens']} new tokens per row, tokens/s = batch × new tokens "
                   f"/ best wall time of `generate` over {m['repeats']} runs (prefill included); random weights. "
                   "`eet_like / X` > 1 means eet_like is faster; `same tokens` is the share of tokens equal to "
-                  "eet_like's.", "", source_line(path, info), ""]
+                  "eet_like's." + (" **Partial run**: it stopped before every case was measured." if m.get("partial")
+                                   else ""), "", source_line(path, info), ""]
         batches = sorted({r["batch"] for r in rows})
         by = {(r["batch"], r["engine"]): r for r in rows}
         roof = any("roofline_tokens_per_s" in r for r in rows)

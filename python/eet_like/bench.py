@@ -289,8 +289,11 @@ def _gpt2_cuda_engines(s: GenerateSettings, shape: str):
     return fns
 
 
-def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool = True) -> dict:
-    """Runs the GPT-2 generation benchmark; returns {"meta", "results"} (see the module doc)."""
+def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool = True,
+                   checkpoint: Optional[Callable[[dict], None]] = None) -> dict:
+    """Runs the GPT-2 generation benchmark; returns {"meta", "results"} (see the module doc).
+    checkpoint, if given, gets the results so far (meta "partial": true) after every batch size,
+    so a run stopped by a time limit still leaves what it measured."""
     s = settings.resolved()
     gpu = s.device.startswith("cuda")
     if gpu and not torch.cuda.is_available():
@@ -300,6 +303,11 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
     log(f"# greedy generation, prompt {s.prompt}, {s.new} new tokens, {s.device} {s.dtype}, random weights, "
         f"torch threads {torch.get_num_threads()}")
     load_start = os.getloadavg()[0]
+    bw = None
+    if gpu:
+        bw = copy_bandwidth(s.device)
+        log(f"# copy bandwidth {bw / 1e12:.2f} TB/s (read + write); roofline = batch * bandwidth / bytes per "
+            f"decode step (weights + KV cache at the mean context {s.prompt + s.new / 2:.0f})")
     results = []
     for shape in s.models:
         tmp = tempfile.mkdtemp(prefix="eet_bench_")
@@ -330,36 +338,43 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
                         raise RuntimeError(f"{eng} produced {tuple(toks[eng].shape)} tokens, expected {(b, s.new)}")
                     agree = None if ref is None else float((toks[eng].cpu() == ref.cpu()).float().mean())
                     secs = best[eng]
-                    results.append(dict(model=shape, engine=eng, batch=b, dtype=s.dtype, tokens_per_s=b * s.new / secs,
-                                        seconds=secs, token_agreement=agree))
+                    r = dict(model=shape, engine=eng, batch=b, dtype=s.dtype, tokens_per_s=b * s.new / secs,
+                             seconds=secs, token_agreement=agree)
+                    if bw is not None:
+                        elem = torch.empty((), dtype=getattr(torch, s.dtype)).element_size()
+                        r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem)
+                        r["roofline_tokens_per_s"] = b * bw / r["decode_step_bytes"]
+                        r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
+                    results.append(r)
                     log(f"  {shape:6s} b={b:<3d} {eng:18s} {b * s.new / secs:9.1f} tok/s  ({secs:.3f} s)  "
                         f"agree={agree}")
+                if checkpoint is not None:
+                    checkpoint(_generate_summary(s, results, bw, load_start, partial=True))
             del fns
             gc.collect()
             if gpu:
                 torch.cuda.empty_cache()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    if gpu:
-        bw = copy_bandwidth(s.device)
-        elem = torch.empty((), dtype=getattr(torch, s.dtype)).element_size()
-        log(f"# copy bandwidth {bw / 1e12:.2f} TB/s (read + write); roofline = batch * bandwidth / bytes per "
-            f"decode step (weights + KV cache at the mean context {s.prompt + s.new / 2:.0f})")
-        for r in results:
-            step = decode_step_bytes(r["model"], r["batch"], s.prompt + s.new / 2, elem)
-            r["decode_step_bytes"] = step
-            r["roofline_tokens_per_s"] = r["batch"] * bw / step
-            r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
+    return _generate_summary(s, results, bw, load_start)
+
+
+def _generate_summary(s: GenerateSettings, results: list, bw: Optional[float], load_start: float,
+                      partial: bool = False) -> dict:
+    """{"meta", "results"} of the generation benchmark, speedups against eet_like filled in."""
+    results = [dict(r) for r in results]
     for r in results:
         eet = next((x for x in results if x["model"] == r["model"] and x["batch"] == r["batch"]
                     and x["engine"] == "eet_like"), None)
         r["eet_like_speedup"] = None if eet is None else eet["tokens_per_s"] / r["tokens_per_s"]
     info = machine_info(s.device)
     meta = dict(device=s.device, dtype=s.dtype, prompt=s.prompt, new_tokens=s.new, repeats=s.repeats,
-                copy_bandwidth_bytes_per_s=bw if gpu else None,
+                copy_bandwidth_bytes_per_s=bw,
                 torch=torch.__version__, threads=torch.get_num_threads(), machine=info["cpu"], quick=s.quick,
                 note="random weights; tokens/s = batch*new/(best wall time of generate)",
                 loadavg_1min_start_end=[load_start, os.getloadavg()[0]])
+    if partial:
+        meta["partial"] = True
     meta.update({k: v for k, v in info.items() if k not in meta and k not in ("device", "python")})
     return dict(meta=meta, results=results)
 
