@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup setup-fairseq bench cmake-test
+.PHONY: demo test test-latest setup setup-fairseq bench cmake-test constraints
 setup:
 	VENV=$(VENV) bash scripts/setup_env.sh
 
@@ -15,11 +15,24 @@ setup-fairseq: setup
 demo: setup
 	$(PY) -m eet_like demo
 
+# Every dependency at its version in constraints.txt; the versions are printed (and checked)
+# before the tests run.
 test: setup setup-fairseq
+	$(PY) scripts/check_pins.py $(if $(EET_UNPINNED),--latest,)
 	$(PY) -m pytest tests -q -ra
 
+# The same suite on the newest release of every dependency (no constraints; torch stays the
+# 2.13.0 CPU wheel), in its own venv: shows what the next pin bump would break. Not run by CI.
+test-latest:
+	$(MAKE) test VENV=.venv-latest EET_UNPINNED=1
+
+# Rewrites constraints.txt from the packages installed in $(VENV) (after a pin bump).
+constraints:
+	{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^eet[-_]like' | sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
 bench: setup
-	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) -m pip install -q -c constraints.txt -r requirements-bench.txt
 	$(PY) -m eet_like bench
 
 # The kernels without Python (CPU tests run; the CUDA test is skipped without a GPU).

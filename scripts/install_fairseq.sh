@@ -8,17 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
+PIN=(-c constraints.txt)   # exact versions, as in setup_env.sh; EET_UNPINNED=1 lifts them
+[ "${EET_UNPINNED:-0}" = 1 ] && PIN=()
 torch_before=$("$PY" -c 'import torch; print(torch.__version__)')
 
 if ! "$PY" -c 'import fairseq' 2>/dev/null; then
   # No build isolation: the build must see this env's torch (an isolated build would fetch
   # another torch). The build imports numpy and cython; numpy comes with requirements-test.txt.
-  "$PY" -m pip install -q cython
-  "$PY" -c 'import numpy' 2>/dev/null || "$PY" -m pip install -q numpy
+  "$PY" -m pip install -q ${PIN[@]+"${PIN[@]}"} cython
+  "$PY" -c 'import numpy' 2>/dev/null || "$PY" -m pip install -q ${PIN[@]+"${PIN[@]}"} numpy
   echo "[fairseq] building fairseq-fixed==0.12.3.1 (takes a few minutes)"
   MAX_JOBS=${MAX_JOBS:-2} "$PY" -m pip install -q --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 fi
-"$PY" -m pip install -q -r requirements-fairseq.txt
+"$PY" -m pip install -q ${PIN[@]+"${PIN[@]}"} -r requirements-fairseq.txt
 
 torch_after=$("$PY" -c 'import torch; print(torch.__version__)')
 if [ "$torch_before" != "$torch_after" ]; then

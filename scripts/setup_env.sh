@@ -4,10 +4,14 @@
 # - A python that already has a CUDA build of torch is reused (venv with system packages),
 #   so the CUDA kernels get built; otherwise the CPU wheel torch==2.13.0 is installed
 #   (never a bare `torch`, which would pull a multi-GB CUDA build).
+# - Every package comes at the exact version in constraints.txt, so the suite gives the same
+#   answer tomorrow. EET_UNPINNED=1 (make test-latest) installs the newest releases instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+PIN=(-c constraints.txt)
+[ "${EET_UNPINNED:-0}" = 1 ] && PIN=()
 
 if [ ! -x "$VENV/bin/python" ]; then
   if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)' 2>/dev/null; then
@@ -23,7 +27,7 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "[setup] installing torch==2.13.0 (CPU)"
   "$PY" -m pip install -q torch==2.13.0
 fi
-"$PY" -m pip install -q -r requirements-test.txt
+"$PY" -m pip install -q ${PIN[@]+"${PIN[@]}"} -r requirements-test.txt
 # The build compiles against the torch above; build isolation would fetch another one.
 stamp="$VENV/.eet_like_build"
 if [ ! -f "$stamp" ] || [ -n "$(find csrc setup.py -newer "$stamp" -print -quit)" ] ||
