@@ -1,5 +1,9 @@
 """Shared fixtures: the `device` fixture over cpu/cuda (CUDA cases skip without a GPU or
-without the CUDA kernels), the dtype list per device, and the one tolerance table."""
+without the CUDA kernels), the dtype list per device, the one tolerance table, and the marker
+for tests tied to the transformers version pinned in constraints.txt."""
+import os
+import re
+
 import pytest
 import torch
 
@@ -43,3 +47,49 @@ def device_dtype(request):
     if dev == "cuda" and not cuda_ready():
         pytest.skip("no CUDA device or eet_like built without CUDA kernels")
     return dev, dt
+
+
+# ---------------------------------------------------------------- pinned transformers
+CONSTRAINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "constraints.txt")
+
+
+def pinned_version(package, path=CONSTRAINTS):
+    """The version constraints.txt pins package to (`name==version`), or None if the file or
+    the line is missing."""
+    if not os.path.isfile(path):
+        return None
+    want = re.sub(r"[-_.]+", "-", package).lower()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)\s*(?:[;#].*)?", line.rstrip("\n"))
+            if m and re.sub(r"[-_.]+", "-", m.group(1)).lower() == want:
+                return m.group(2)
+    return None
+
+
+def _pinned_transformers_skip_reason():
+    try:
+        import transformers
+    except ImportError:
+        return "transformers is not installed"
+    pin = pinned_version("transformers")
+    if pin is None:
+        return f"no transformers==VERSION pin in {CONSTRAINTS}"
+    installed = transformers.__version__
+    same = installed.startswith(pin[:-1]) if pin.endswith(".*") else installed == pin
+    if not same:
+        return (f"bit-identical sampling needs the pinned transformers {pin} (constraints.txt), "
+                f"installed {installed}: the random stream depends on the order in which that version "
+                "consumes random numbers")
+    return None
+
+
+# Tests that compare eet_like's sampling with transformers' draw for draw under one global seed.
+# They hold only for the transformers version pinned in constraints.txt: they depend on the
+# order in which transformers consumes random numbers, which is an implementation detail
+# (transformers 5.24.0 changed it; the pin is a 5.23 release). An unpinned install
+# (make test-latest) skips them with the reason; pinned CI runs them for real. The properties
+# users rely on (seeded runs reproducible, batch-independent, tokens within top-k/top-p) have
+# version-independent tests in test_generate.py.
+_PIN_REASON = _pinned_transformers_skip_reason()
+requires_pinned_transformers = pytest.mark.skipif(_PIN_REASON is not None, reason=_PIN_REASON or "")

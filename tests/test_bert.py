@@ -326,9 +326,22 @@ def test_encode_sentences_order_and_pooling(small_model):
         assert alone.shape == (96,)
         assert (alone - full[i]).abs().max() <= FP32_ATOL
     assert torch.allclose(full.norm(dim=1), torch.ones(5), atol=1e-5)
-    for p in ("cls", "max", "mean_sqrt_len"):
-        assert encode_sentences(small_model, tok, texts, pooling=p, normalize=False,
-                                max_length=MAXPOS).shape == (5, 96)
+    # Every pooling, normalized or not, against plain torch over each text's hidden states
+    # computed alone (no padding): the batches above are padded (batch_size=2, mixed lengths).
+    plain = {"mean": lambda h: h.mean(0), "cls": lambda h: h[0], "max": lambda h: h.max(0).values,
+             "mean_sqrt_len": lambda h: h.sum(0) / h.shape[0] ** 0.5}
+    hidden = []
+    for t in texts:
+        enc = tok([t.strip()], padding=True, truncation=True, max_length=MAXPOS, return_tensors="pt")
+        hidden.append(small_model(enc["input_ids"], attention_mask=enc["attention_mask"],
+                                  token_type_ids=enc["token_type_ids"]).last_hidden_state[0])
+    for p, fn in plain.items():
+        ref = torch.stack([fn(h) for h in hidden])
+        raw = encode_sentences(small_model, tok, texts, pooling=p, normalize=False, batch_size=2, max_length=MAXPOS)
+        assert raw.shape == (5, 96)
+        torch.testing.assert_close(raw, ref, atol=FP32_ATOL, rtol=1e-4)
+        unit = encode_sentences(small_model, tok, texts, pooling=p, batch_size=2, max_length=MAXPOS)
+        torch.testing.assert_close(unit, ref / ref.norm(dim=1, keepdim=True), atol=1e-5, rtol=1e-4)
     h = torch.randn(2, 4, 3)
     mask = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 1]])
     assert torch.allclose(pool(h, mask, "mean")[0], h[0, :2].mean(0))

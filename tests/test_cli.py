@@ -104,6 +104,16 @@ def test_generate_input_file_stream_and_seeded_sampling(gpt2_dir, tmp_path):
     first, second = cli(*sample), cli(*sample)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and first.stdout.startswith("Hello")
+    # The sampling options reach generate: the library's seeded generate with the same options
+    # prints the same text, and that text is not the greedy continuation.
+    tok = transformers.AutoTokenizer.from_pretrained(gpt2_dir)
+    model = eet_like.GPT2LMHeadModel.from_pretrained(str(gpt2_dir), max_batch=1)
+    enc = tok(["Hello"], return_tensors="pt")
+    ref = model.generate(enc["input_ids"], attention_mask=enc["attention_mask"], pad_token_id=tok.eos_token_id,
+                         max_new_tokens=8, do_sample=True, top_k=50, top_p=0.9, temperature=1.5,
+                         generator=torch.Generator().manual_seed(3))
+    assert first.stdout == tok.decode(ref[0], skip_special_tokens=True) + "\n"
+    assert first.stdout != "Hello" + hf_greedy(gpt2_dir, "Hello", 8) + "\n"
 
 
 # ---------------------------------------------------------------- embed

@@ -11,6 +11,8 @@ from eet_like.models import GPT2LMHeadModel
 
 transformers = pytest.importorskip("transformers")
 
+from conftest import requires_pinned_transformers  # noqa: E402
+
 PAD = 0
 CONFIGS = {
     "d32": dict(n_embd=64, n_head=2, vocab_size=1000),
@@ -219,20 +221,29 @@ def test_top_k_1_is_greedy(setup):
     assert torch.equal(g, s)
 
 
-def test_seeded_sampling_reproducible(setup):
+@pytest.mark.parametrize("kw", [dict(top_p=0.9, temperature=1.5, num_return_sequences=2),
+                                dict(num_beams=3, top_k=10, temperature=1.2)])
+def test_seeded_sampling_reproducible(setup, kw):
+    """seed= / generator= make sampling (and beam sampling) reproducible run to run, a
+    different seed gives different tokens, and neither touches the global RNG."""
     hf, m, ids, mask, eos = setup
-    kw = dict(attention_mask=mask, pad_token_id=PAD, max_new_tokens=10, do_sample=True, top_p=0.9,
-              temperature=1.5, num_return_sequences=2)
+    kw = dict(attention_mask=mask, pad_token_id=PAD, max_new_tokens=10, do_sample=True, **kw)
+    state = torch.get_rng_state()
     a = m.generate(ids, seed=7, **kw)
+    a2 = m.generate(ids, seed=7, **kw)
     b = m.generate(ids, generator=torch.Generator().manual_seed(7), **kw)
     c = m.generate(ids, seed=8, **kw)
-    assert a.shape == (8, ids.shape[1] + 10)
-    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(torch.get_rng_state(), state), "a seeded generate consumed the global RNG"
+    rows = 4 * kw.get("num_return_sequences", 1)
+    assert a.shape == (rows, ids.shape[1] + 10)
+    assert torch.equal(a, a2) and torch.equal(a, b) and not torch.equal(a, c)
 
 
+@requires_pinned_transformers
 def test_sampling_matches_transformers_with_same_global_seed(setup):
     """Same processors and the same torch.multinomial calls: a seeded global RNG draws the
-    same tokens as transformers."""
+    same tokens as transformers. Tied to the transformers version pinned in constraints.txt
+    (it depends on the order in which transformers consumes random numbers; see conftest)."""
     hf, m, ids, mask, eos = setup
     kw = dict(max_new_tokens=10, do_sample=True, top_k=20, top_p=0.8, temperature=1.3, eos_token_id=eos)
     torch.manual_seed(11)
@@ -241,30 +252,101 @@ def test_sampling_matches_transformers_with_same_global_seed(setup):
     assert torch.equal(m.generate(ids, attention_mask=mask, pad_token_id=PAD, **kw), ref)
 
 
+@pytest.mark.parametrize("kw", [dict(top_k=20, top_p=0.9, temperature=1.3), dict(temperature=0.8),
+                                dict(num_beams=3, top_k=10, temperature=1.2)])
+def test_seeded_sampling_row_independent_of_batch(setup, kw):
+    """Under the same generator, a prompt's sampled continuation does not depend on the other
+    prompts of its batch: row b of the mixed, left-padded batch equals row b of a batch made of
+    prompt b only (same shape, so the generator hands row b the same random numbers)."""
+    hf, m, ids, mask, eos = setup
+    kw = dict(max_new_tokens=10, do_sample=True, eos_token_id=eos, pad_token_id=PAD, **kw)
+    mixed = m.generate(ids, attention_mask=mask, generator=torch.Generator().manual_seed(13), **kw)
+    greedy = m.generate(ids, attention_mask=mask, **{**kw, "do_sample": False})
+    assert not torch.equal(mixed, greedy), "sampling options had no effect"
+    for b in range(ids.shape[0]):
+        alone = m.generate(ids[b:b + 1].expand_as(ids).contiguous(), attention_mask=mask[b:b + 1].expand_as(mask),
+                           generator=torch.Generator().manual_seed(13), **kw)
+        n = min(mixed.shape[1], alone.shape[1])
+        assert torch.equal(mixed[b, :n], alone[b, :n]), b
+        assert (mixed[b, n:] == PAD).all() and (alone[b, n:] == PAD).all()
+
+
+def filter_scores(z, top_k=0, top_p=1.0, min_keep=1):
+    """Plain-torch oracle of the sampling filters on scores z [N, V] (already divided by the
+    temperature): keep the top_k largest (at least min_keep), then the smallest most-likely set
+    whose softmax mass reaches top_p (at least min_keep); the rest -> -inf."""
+    z = z.clone()
+    if top_k:
+        kth = torch.topk(z, min(max(top_k, min_keep), z.shape[-1]), dim=-1).values[:, -1:]
+        z = z.masked_fill(z < kth, -float("inf"))
+    if top_p < 1.0:
+        p = torch.softmax(z.double(), dim=-1)
+        sp, order = torch.sort(p, dim=-1, descending=True)
+        keep_sorted = (torch.cumsum(sp, dim=-1) - sp) < top_p
+        keep_sorted[:, :min_keep] = True
+        keep = torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
+        z = z.masked_fill(~keep, -float("inf"))
+    return z
+
+
 @pytest.mark.parametrize("kw", [dict(top_k=5), dict(top_p=0.6, top_k=0), dict(top_k=12, top_p=0.8, temperature=1.7),
-                                dict(top_p=0.9, temperature=0.6)])
+                                dict(top_p=0.9, temperature=0.6), dict(temperature=0.7)])
 def test_sampled_distribution(kw):
-    """2000 first-token samples: never outside the top-k/top-p set, frequencies close to the
-    renormalized probabilities (transformers' own warpers are the oracle)."""
-    hf = make_hf(seed=5, n_embd=64, n_head=2, vocab_size=300, initializer_range=0.05)
-    n = 2000
+    """4000 first-token samples from peaked logits: never outside the top-k/top-p set, and each
+    token's frequency within 5 binomial standard deviations of its probability under
+    temperature -> top-k -> top-p (a plain-torch oracle). The bound is tight enough that a
+    sampler ignoring the probabilities (uniform over the kept set) fails it."""
+    hf = make_hf(seed=5, n_embd=64, n_head=2, vocab_size=300, initializer_range=0.3)
+    n = 4000
     m = GPT2LMHeadModel.from_pretrained(hf, max_batch=n, max_seq_len=8)
     prompt = torch.randint(1, 300, (1, 5), generator=torch.Generator().manual_seed(2))
     out = m.generate(prompt.expand(n, 5), max_new_tokens=1, do_sample=True, seed=0, **kw)
     with torch.no_grad():
-        logits = hf(prompt).logits[:, -1]
-    procs = transformers.LogitsProcessorList()
-    if kw.get("temperature", 1.0) != 1.0:
-        procs.append(transformers.TemperatureLogitsWarper(kw["temperature"]))
-    if kw.get("top_k", 50):
-        procs.append(transformers.TopKLogitsWarper(kw.get("top_k", 50)))
-    if kw.get("top_p", 1.0) < 1.0:
-        procs.append(transformers.TopPLogitsWarper(kw["top_p"]))
-    probs = torch.softmax(procs(prompt, logits), dim=-1)[0]
-    freq = torch.bincount(out[:, -1], minlength=300).float() / n
-    assert (freq[probs == 0] == 0).all(), "sampled a token outside the top-k/top-p set"
-    assert (probs > 0).sum() > 2, "test distribution too peaked to be meaningful"
-    assert (freq - probs).abs().max().item() < 0.05
+        logits = hf(prompt).logits[:, -1].double()
+    z = filter_scores(logits / kw.get("temperature", 1.0), kw.get("top_k", 50), kw.get("top_p", 1.0))
+    probs = torch.softmax(z, dim=-1)[0]
+    freq = torch.bincount(out[:, -1], minlength=300).double() / n
+    kept = probs > 0
+    assert (freq[~kept] == 0).all(), "sampled a token outside the top-k/top-p set"
+    assert kept.sum() > 2, "test distribution too peaked to be meaningful"
+    bound = 5 * (probs * (1 - probs) / n).sqrt() + 1.0 / n
+    worst = ((freq - probs).abs() / bound).max().item()
+    assert worst <= 1, f"a token's frequency is {worst:.2f}x the 5-sigma bound from its probability"
+    uniform = kept.double() / kept.sum()
+    assert ((uniform - probs).abs() > 3 * bound).any(), "oracle too flat to tell a uniform sampler apart"
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=4, temperature=0.8), dict(top_k=0, top_p=0.7, temperature=1.5),
+                                dict(num_beams=3, top_k=4, temperature=0.8),
+                                dict(num_beams=3, top_k=0, top_p=0.7, temperature=1.5)])
+def test_sampled_tokens_obey_filters(setup, beam_eos, kw):
+    """Every step of sampling and beam sampling: the scores equal temperature -> top-k -> top-p
+    applied to the raw logits (log-softmax first for beams, as transformers), computed here in
+    plain torch, and every emitted token has a finite score in the row it was drawn from."""
+    hf, m, ids, mask, eos = setup
+    beams = kw.get("num_beams", 1)
+    eos = beam_eos if beams > 1 else eos
+    out = m.generate(ids, attention_mask=mask, pad_token_id=PAD, max_new_tokens=8, do_sample=True, seed=3,
+                     eos_token_id=eos, return_dict_in_generate=True, output_scores=True, output_logits=True, **kw)
+    s = ids.shape[1]
+    min_keep = 2 if beams > 1 else 1  # beam sampling keeps 1 + #eos candidates
+    for raw, sc in zip(out.logits, out.scores):
+        z = torch.log_softmax(raw, dim=-1) if beams > 1 else raw
+        ref = filter_scores(z / kw["temperature"], kw["top_k"], kw.get("top_p", 1.0), min_keep)
+        assert torch.equal(torch.isfinite(sc), torch.isfinite(ref))
+        torch.testing.assert_close(sc[torch.isfinite(sc)], ref[torch.isfinite(ref)], atol=1e-5, rtol=1e-5)
+        if kw["top_k"]:
+            assert (torch.isfinite(sc).sum(dim=1) == max(kw["top_k"], min_keep)).all()
+    steps = out.sequences.shape[1] - s
+    for r in range(out.sequences.shape[0]):
+        for t in range(steps):
+            src = r if beams == 1 else int(out.beam_indices[r, t])
+            if src < 0:  # this hypothesis ended earlier
+                break
+            tok = int(out.sequences[r, s + t])
+            if beams == 1 and (out.sequences[r, s:s + t] == eos).any():
+                break
+            assert torch.isfinite(out.scores[t][src, tok]), (r, t, tok)
 
 
 # -- streamers -------------------------------------------------------------------------------------
@@ -377,7 +459,11 @@ def test_no_input_ids_starts_from_bos(setup):
         assert torch.equal(out, hf.generate(**kw))
 
 
+@requires_pinned_transformers
 def test_beam_sampling_matches_transformers_with_same_global_seed(setup, beam_eos):
+    """Beam sampling draws transformers' tokens under one global seed. Tied to the transformers
+    version pinned in constraints.txt (it depends on the order in which transformers consumes
+    random numbers; see conftest)."""
     hf, m, ids, mask, _ = setup
     kw = dict(max_new_tokens=8, do_sample=True, num_beams=3, top_k=10, temperature=1.2, eos_token_id=beam_eos)
     torch.manual_seed(5)

@@ -50,6 +50,29 @@ def test_layernorm(device_dtype, shape, seed):
     check_vs_reference(out, lambda x_, w_, b_: R.layernorm(x_, w_, b_, 1e-5), [x, w, b], dt, loose=True)
 
 
+@pytest.mark.parametrize("scale,eps", [(1e-3, 1e-5), (3e-3, 1e-5), (1.0, 0.5)])
+@pytest.mark.parametrize("fused", [False, True])
+def test_layernorm_eps_matters(device_dtype, scale, eps, fused):
+    """Rows whose variance (~scale^2) is at or below eps, and a large eps on unit-variance rows:
+    there eps changes the result at first order, so a kernel that misuses it fails (with
+    variance ~4-9 as above, eps only moves the output by ~1e-6)."""
+    dev, dt = device_dtype
+    g = torch.Generator().manual_seed(int(scale * 1000) + int(eps * 10))
+    x, r, rb = rand(4, 769, gen=g, scale=scale), rand(4, 769, gen=g, scale=scale), rand(769, gen=g, scale=scale)
+    w, b = rand(769, gen=g), rand(769, gen=g)
+    cast = (lambda t: None if t is None else t.to(dev, dt))
+    if not fused:
+        r = rb = None
+    kw = dict(residual=cast(r), residual_bias=cast(rb)) if fused else {}
+    out = ops.layernorm(cast(x), cast(w), cast(b), eps, **kw)
+    y = out[0] if fused else out
+    ref = R.layernorm(x, w, b, eps, residual=r, residual_bias=rb)
+    low = R.layernorm(cast(x), cast(w), cast(b), eps, residual=cast(r), residual_bias=cast(rb))
+    ref, low = (ref[0], low[0]) if fused else (ref, low)
+    assert ref.abs().max() > 0.1  # the normalized values are not ~0: eps is visible at this scale
+    check_close(y, ref, low, dt, loose=True)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (3, 769), (2, 5, 768)])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_add_layernorm(device_dtype, shape, with_bias):
@@ -227,6 +250,8 @@ ATTN_SHAPES = [  # B, S, H, D
     (2, 23, 2, 100),   # head_dim not a multiple of 8: CUDA fallback path
     (1, 9, 1, 264),    # head_dim > 256: CUDA fallback path
     (1, 1000, 2, 64),
+    (2, 2, 2, 64),     # prompts of 2 and 3 tokens: the CPU few-query path (one dot product per
+    (3, 3, 2, 40),     # key) and its causal limit, left padding starting rows at key 1 and 2
 ]
 
 

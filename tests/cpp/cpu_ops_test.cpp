@@ -35,12 +35,14 @@ double max_diff(const std::vector<float>& a, const std::vector<double>& b) {
   return m;
 }
 
-void test_layernorm(int64_t rows, int64_t hidden, bool fused) {
-  auto x = randv(rows * hidden, 2.f), r = randv(rows * hidden), bias = randv(hidden);
+// scale: spread of x, residual and bias (a small one puts the row variance near eps, where a
+// wrong eps shows); eps: the layernorm epsilon.
+void test_layernorm(int64_t rows, int64_t hidden, bool fused, float scale = 1.f, float eps = 1e-5f) {
+  auto x = randv(rows * hidden, 2.f * scale), r = randv(rows * hidden, scale), bias = randv(hidden, scale);
   auto g = randv(hidden), b = randv(hidden);
   std::vector<float> y(rows * hidden, NAN), h(rows * hidden, NAN);
   eet::cpu::layernorm(x.data(), fused ? r.data() : nullptr, fused ? bias.data() : nullptr, g.data(),
-                      b.data(), y.data(), h.data(), rows, hidden, 1e-5f);
+                      b.data(), y.data(), h.data(), rows, hidden, eps);
   std::vector<double> yr(rows * hidden), hr(rows * hidden);
   for (int64_t i = 0; i < rows; ++i) {
     double mean = 0, var = 0;
@@ -52,13 +54,13 @@ void test_layernorm(int64_t rows, int64_t hidden, bool fused) {
     }
     mean /= hidden;
     for (int64_t c = 0; c < hidden; ++c) var += (hr[i * hidden + c] - mean) * (hr[i * hidden + c] - mean);
-    const double rstd = 1.0 / std::sqrt(var / hidden + 1e-5);
+    const double rstd = 1.0 / std::sqrt(var / hidden + (double)eps);
     for (int64_t c = 0; c < hidden; ++c)
       yr[i * hidden + c] = (hr[i * hidden + c] - mean) * rstd * g[c] + b[c];
   }
   char name[96];
-  std::snprintf(name, sizeof(name), "layernorm rows=%lld hidden=%lld fused=%d", (long long)rows,
-                (long long)hidden, fused);
+  std::snprintf(name, sizeof(name), "layernorm rows=%lld hidden=%lld fused=%d scale=%g eps=%g",
+                (long long)rows, (long long)hidden, fused, scale, eps);
   report(name, std::max(max_diff(y, yr), max_diff(h, hr)), 2e-5);
 }
 
@@ -107,12 +109,13 @@ void test_bias_act() {
   report("bias_act gelu_new saturation", max_diff(big, {0, 0, 20, 100}), 1e-5);
 }
 
-// Packed qkv [B, S, 3, H, D]; left padding via key_start, causal.
-void test_attention(int B, int S, int H, int D, bool causal) {
+// Packed qkv [B, S, 3, H, D]; left padding via key_start (row b starts at min(b * pad_step, S)),
+// causal.
+void test_attention(int B, int S, int H, int D, bool causal, int pad_step = 2) {
   const int64_t W = 3LL * H * D;
   auto qkv = randv((size_t)B * S * W);
   std::vector<int32_t> ks(B);
-  for (int b = 0; b < B; ++b) ks[b] = std::min(b * 2, S);  // last rows may be fully padded
+  for (int b = 0; b < B; ++b) ks[b] = std::min(b * pad_step, S);  // last rows may be fully padded
   std::vector<float> out((size_t)B * S * H * D, NAN);
   eet::AttnParams p;
   p.q = qkv.data();
@@ -154,7 +157,8 @@ void test_attention(int B, int S, int H, int D, bool causal) {
         }
       }
   char name[96];
-  std::snprintf(name, sizeof(name), "attention B=%d S=%d H=%d D=%d causal=%d", B, S, H, D, causal);
+  std::snprintf(name, sizeof(name), "attention B=%d S=%d H=%d D=%d causal=%d pad_step=%d", B, S, H, D, causal,
+                pad_step);
   report(name, max_diff(out, ref), 2e-5);
 }
 
@@ -198,9 +202,18 @@ int main() {
   test_layernorm(5, 769, false);
   test_layernorm(5, 769, true);
   test_layernorm(3, 4096, true);
+  // Row variance ~1e-6..1e-5, at or below eps: the result depends on eps at first order.
+  test_layernorm(4, 769, false, 1e-3f, 1e-5f);
+  test_layernorm(4, 300, true, 1e-3f, 1e-5f);
+  test_layernorm(3, 257, false, 1.f, 0.5f);  // a large eps on unit-variance rows
   test_embedding();
   test_bias_act();
   test_attention(2, 1, 2, 64, true);
+  // Prompts of 2 and 3 tokens take the few-query path (one dot product per key): its causal
+  // limit, with left padding (key_start 0, 1, 2) so rows start at different keys.
+  test_attention(2, 2, 2, 64, true, 1);
+  test_attention(3, 3, 2, 40, true, 1);
+  test_attention(3, 3, 3, 80, false, 1);
   test_attention(3, 37, 4, 80, true);
   test_attention(3, 37, 4, 80, false);
   test_attention(2, 11, 1, 100, true);
