@@ -24,6 +24,11 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::opti
                   c10::string_view activation);
 std::string cpu_gemm();
 at::Tensor pack_linear(const at::Tensor& weight);
+std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& weight);
+at::Tensor pack_linear_int8(const at::Tensor& qweight);
+at::Tensor linear_int8_packed(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                              int64_t out_features, const c10::optional<at::Tensor>& bias,
+                              c10::string_view activation);
 at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
                          const c10::optional<at::Tensor>& bias, c10::string_view activation);
 at::Tensor attention(const at::Tensor& qkv, int64_t num_heads, bool causal,
@@ -55,6 +60,11 @@ TORCH_LIBRARY(eet_like, m) {
       "Tensor? residual) -> Tensor");
   m.def("linear(Tensor x, Tensor weight, Tensor? bias, str activation) -> Tensor");
   m.def("pack_linear(Tensor weight) -> Tensor");
+  m.def("quantize_int8(Tensor weight) -> (Tensor, Tensor)");
+  m.def("pack_linear_int8(Tensor qweight) -> Tensor");
+  m.def(
+      "linear_int8_packed(Tensor x, Tensor packed, Tensor scales, int out_features, Tensor? bias, "
+      "str activation) -> Tensor");
   m.def(
       "linear_packed(Tensor x, Tensor packed, int out_features, Tensor? bias, str activation) "
       "-> Tensor");
@@ -77,6 +87,9 @@ TORCH_LIBRARY(eet_like, m) {
   m.impl("linear", &eet::linear);                    \
   m.impl("pack_linear", &eet::pack_linear);          \
   m.impl("linear_packed", &eet::linear_packed);      \
+  m.impl("quantize_int8", &eet::quantize_int8);      \
+  m.impl("pack_linear_int8", &eet::pack_linear_int8); \
+  m.impl("linear_int8_packed", &eet::linear_int8_packed); \
   m.impl("attention", &eet::attention);              \
   m.impl("masked_attention", &eet::masked_attention); \
   m.impl("cross_attention", &eet::cross_attention)

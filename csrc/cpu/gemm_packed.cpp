@@ -1,11 +1,15 @@
-// Packed-weight GEMM (CPU, fp32): y = act(x W^T + bias) with W prepacked into column panels
-// (see ops.h). Register-blocked micro-kernels of R rows x 16 columns (R = 6, 4, 3, 2, 1; 12
-// accumulators at R = 6) stream a panel once per row block; bias and activation are applied
-// to the accumulators before the store (no second pass). Rows are processed in chunks that
-// stay in cache while every panel streams past them; panels run in parallel.
+// Packed-weight GEMM (CPU, fp32 activations): y = act(x W^T + bias) with W prepacked into
+// column panels (see ops.h), W either float32 or int8 with one float scale per output column
+// (weight-only int8: y = scale * (x q^T), dequantized in registers). Register-blocked
+// micro-kernels of R rows x 16 columns (R = 6, 4, 3, 2, 1; 12 accumulators at R = 6) stream
+// a panel once per row block; scale, bias and activation are applied to the accumulators
+// before the store (no second pass). Rows are processed in chunks that stay in cache while
+// every panel streams past them; panels run in parallel.
 // Why: decode GEMMs have 1-8 rows and are bound by reading the weights; oneDNN/MKL repack
-// the weight on every call and reach ~16-19 GB/s per core here, a prepacked stream ~24-28.
+// the weight on every call and reach ~16-19 GB/s per core here, a prepacked stream ~24-28;
+// int8 panels move a quarter of those bytes.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "eet/ops.h"
@@ -33,32 +37,59 @@ inline v8 act8(v8 v) {
   }
 }
 
-// R rows of x (row stride k) times one panel; writes `cols` (<= 16) columns of y (row stride n).
-template <int R, Act A>
-void micro(const float* x, int64_t k, const float* panel, const float* bias, float* y, int64_t n,
-           int64_t cols) {
+// 8 int8 weights; aligned(1): unaligned loads. __builtin_convertvector sign-extends and
+// converts them to floats (vpmovsxbd + vcvtdq2ps on AVX2).
+typedef int8_t c8 __attribute__((vector_size(8), aligned(1)));
+
+inline void load_row16(const float* p, v8& w0, v8& w1) {
+  w0 = load8(p);
+  w1 = load8(p + 8);
+}
+
+inline void load_row16(const int8_t* p, v8& w0, v8& w1) {
+  w0 = __builtin_convertvector(*reinterpret_cast<const c8*>(p), v8);
+  w1 = __builtin_convertvector(*reinterpret_cast<const c8*>(p + 8), v8);
+}
+
+// The 16 per-column values at v (bias or scales) as two vectors; `cols` < 16 pads with pad.
+inline void load_cols16(const float* v, int64_t cols, float pad, v8& v0, v8& v1) {
+  if (cols == kPanel) {
+    v0 = load8(v);
+    v1 = load8(v + 8);
+    return;
+  }
+  float tmp[kPanel];
+  for (int64_t c = 0; c < kPanel; ++c) tmp[c] = c < cols ? v[c] : pad;
+  v0 = load8(tmp);
+  v1 = load8(tmp + 8);
+}
+
+// R rows of x (row stride k) times one panel; writes `cols` (<= 16) columns of y (row stride
+// n). scale (int8 weights) and bias point at this panel's columns, or are null.
+template <typename W, int R, Act A>
+void micro(const float* x, int64_t k, const W* panel, const float* scale, const float* bias,
+           float* y, int64_t n, int64_t cols) {
   v8 acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.f);
   for (int64_t j = 0; j < k; ++j) {
-    const v8 w0 = load8(panel + j * kPanel), w1 = load8(panel + j * kPanel + 8);
+    v8 w0, w1;
+    load_row16(panel + j * kPanel, w0, w1);
     for (int r = 0; r < R; ++r) {
       const v8 a = splat(x[r * k + j]);
       acc[r][0] += a * w0;
       acc[r][1] += a * w1;
     }
   }
-  v8 b0 = splat(0.f), b1 = b0;
-  float btmp[kPanel] = {0.f};
-  if (bias != nullptr) {
-    if (cols == kPanel) {
-      b0 = load8(bias);
-      b1 = load8(bias + 8);
-    } else {
-      std::memcpy(btmp, bias, sizeof(float) * cols);
-      b0 = load8(btmp);
-      b1 = load8(btmp + 8);
+  if (scale != nullptr) {
+    v8 s0, s1;
+    load_cols16(scale, cols, 0.f, s0, s1);
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] *= s0;
+      acc[r][1] *= s1;
     }
   }
+  v8 b0 = splat(0.f), b1 = b0;
+  if (bias != nullptr) load_cols16(bias, cols, 0.f, b0, b1);
   for (int r = 0; r < R; ++r) {
     const v8 o0 = act8<A>(acc[r][0] + b0), o1 = act8<A>(acc[r][1] + b1);
     float* yr = y + r * n;
@@ -74,9 +105,9 @@ void micro(const float* x, int64_t k, const float* panel, const float* bias, flo
   }
 }
 
-template <Act A>
-void run(const float* x, int64_t m, int64_t k, const float* packed, int64_t n, const float* bias,
-         float* y) {
+template <typename W, Act A>
+void run(const float* x, int64_t m, int64_t k, const W* packed, const float* scales, int64_t n,
+         const float* bias, float* y) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
   // Row chunk: ~256 KiB of x stays in L2 while all panels stream past it.
   const int64_t chunk = std::max<int64_t>(6, (65536 / std::max<int64_t>(k, 1)) / 6 * 6);
@@ -84,28 +115,29 @@ void run(const float* x, int64_t m, int64_t k, const float* packed, int64_t n, c
     const int64_t m1 = std::min(m, m0 + chunk);
 #pragma omp parallel for schedule(static) if ((m1 - m0) * n * k > 262144)
     for (int64_t p = 0; p < panels; ++p) {
-      const float* panel = packed + p * k * kPanel;
+      const W* panel = packed + p * k * kPanel;
       const int64_t c0 = p * kPanel, cols = std::min(kPanel, n - c0);
       const float* bp = bias != nullptr ? bias + c0 : nullptr;
+      const float* sp = scales != nullptr ? scales + c0 : nullptr;
       int64_t i = m0;
       while (i < m1) {
         const int64_t left = m1 - i;
         const float* xi = x + i * k;
         float* yi = y + i * n + c0;
         if (left >= 6 && left != 8) {
-          micro<6, A>(xi, k, panel, bp, yi, n, cols);
+          micro<W, 6, A>(xi, k, panel, sp, bp, yi, n, cols);
           i += 6;
         } else if (left >= 4) {
-          micro<4, A>(xi, k, panel, bp, yi, n, cols);
+          micro<W, 4, A>(xi, k, panel, sp, bp, yi, n, cols);
           i += 4;
         } else if (left == 3) {
-          micro<3, A>(xi, k, panel, bp, yi, n, cols);
+          micro<W, 3, A>(xi, k, panel, sp, bp, yi, n, cols);
           i += 3;
         } else if (left == 2) {
-          micro<2, A>(xi, k, panel, bp, yi, n, cols);
+          micro<W, 2, A>(xi, k, panel, sp, bp, yi, n, cols);
           i += 2;
         } else {
-          micro<1, A>(xi, k, panel, bp, yi, n, cols);
+          micro<W, 1, A>(xi, k, panel, sp, bp, yi, n, cols);
           i += 1;
         }
       }
@@ -113,30 +145,58 @@ void run(const float* x, int64_t m, int64_t k, const float* packed, int64_t n, c
   }
 }
 
-}  // namespace
-
-int64_t packed_size(int64_t n, int64_t k) { return (n + kPanel - 1) / kPanel * k * kPanel; }
-
-void pack_weight(const float* w, int64_t n, int64_t k, float* packed) {
+template <typename W>
+void pack(const W* w, int64_t n, int64_t k, W* packed) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
 #pragma omp parallel for schedule(static) if (n * k > 262144)
   for (int64_t p = 0; p < panels; ++p) {
-    float* dst = packed + p * k * kPanel;
+    W* dst = packed + p * k * kPanel;
     for (int64_t j = 0; j < k; ++j)
       for (int64_t c = 0; c < kPanel; ++c) {
         const int64_t row = p * kPanel + c;
-        dst[j * kPanel + c] = row < n ? w[row * k + j] : 0.f;
+        dst[j * kPanel + c] = row < n ? w[row * k + j] : W(0);
       }
   }
 }
 
+template <typename W>
+void dispatch(const float* x, int64_t m, int64_t k, const W* packed, const float* scales, int64_t n,
+              const float* bias, Act act, float* y) {
+  switch (act) {
+    case Act::kIdentity: return run<W, Act::kIdentity>(x, m, k, packed, scales, n, bias, y);
+    case Act::kRelu: return run<W, Act::kRelu>(x, m, k, packed, scales, n, bias, y);
+    case Act::kGeluErf: return run<W, Act::kGeluErf>(x, m, k, packed, scales, n, bias, y);
+    case Act::kGeluTanh: return run<W, Act::kGeluTanh>(x, m, k, packed, scales, n, bias, y);
+  }
+}
+
+}  // namespace
+
+void pack_weight(const float* w, int64_t n, int64_t k, float* packed) { pack(w, n, k, packed); }
+
+void pack_weight_int8(const int8_t* q, int64_t n, int64_t k, int8_t* packed) { pack(q, n, k, packed); }
+
 void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
                  const float* bias, Act act, float* y) {
-  switch (act) {
-    case Act::kIdentity: return run<Act::kIdentity>(x, m, k, packed, n, bias, y);
-    case Act::kRelu: return run<Act::kRelu>(x, m, k, packed, n, bias, y);
-    case Act::kGeluErf: return run<Act::kGeluErf>(x, m, k, packed, n, bias, y);
-    case Act::kGeluTanh: return run<Act::kGeluTanh>(x, m, k, packed, n, bias, y);
+  dispatch<float>(x, m, k, packed, nullptr, n, bias, act, y);
+}
+
+void gemm_packed_int8(const float* x, int64_t m, int64_t k, const int8_t* packed,
+                      const float* scales, int64_t n, const float* bias, Act act, float* y) {
+  dispatch<int8_t>(x, m, k, packed, scales, n, bias, act, y);
+}
+
+void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales) {
+#pragma omp parallel for schedule(static) if (n * k > 262144)
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = w + r * k;
+    float amax = 0.f;
+    for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(row[j]));
+    const float s = amax / 127.f;
+    scales[r] = s;
+    for (int64_t j = 0; j < k; ++j)
+      q[r * k + j] = s > 0.f ? static_cast<int8_t>(std::nearbyint(std::min(127.f, std::max(-127.f, row[j] / s))))
+                             : int8_t(0);
   }
 }
 

@@ -40,6 +40,23 @@ def _linear_packed(x, packed, out_features, bias, activation):
     return x.new_empty((*x.shape[:-1], out_features))
 
 
+@torch.library.register_fake("eet_like::quantize_int8")
+def _quantize_int8(weight):
+    n, k = weight.shape
+    return weight.new_empty((n, k), dtype=torch.int8), weight.new_empty((n,), dtype=torch.float32)
+
+
+@torch.library.register_fake("eet_like::pack_linear_int8")
+def _pack_linear_int8(qweight):
+    n, k = qweight.shape
+    return qweight.new_empty(((n + 15) // 16, k, 16))
+
+
+@torch.library.register_fake("eet_like::linear_int8_packed")
+def _linear_int8_packed(x, packed, scales, out_features, bias, activation):
+    return x.new_empty((*x.shape[:-1], out_features))
+
+
 @torch.library.register_fake("eet_like::attention")
 def _attention(qkv, num_heads, causal, key_start, key_end, k_cache, v_cache, scale):
     b, s, w = qkv.shape

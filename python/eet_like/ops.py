@@ -129,6 +129,32 @@ def linear_packed(x: torch.Tensor, packed: torch.Tensor, out_features: int,
     return _ops.linear_packed(_tensor(x, "x"), _tensor(packed, "packed"), out_features, bias, activation)
 
 
+def quantize_int8(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight-only int8 of an [N, K] nn.Linear weight (CPU float32, or CUDA float32/16/bf16):
+    one symmetric scale per output row, scales [N] = max|w[n, :]| / 127 (float32), q [N, K] =
+    round(w / scale) in [-127, 127] (int8); an all-zero row gets scale 0. W ~ q * scales[:, None]."""
+    return _ops.quantize_int8(_tensor(weight, "weight"))
+
+
+def pack_linear_int8(qweight: torch.Tensor) -> torch.Tensor:
+    """Packs an int8 [N, K] weight from quantize_int8 (CPU) for linear_int8_packed:
+    [ceil(N/16), K, 16] int8, the layout of pack_linear at a quarter of its bytes."""
+    return _ops.pack_linear_int8(_tensor(qweight, "qweight"))
+
+
+def linear_int8_packed(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, out_features: int,
+                       bias: Optional[torch.Tensor] = None, activation: str = "identity") -> torch.Tensor:
+    """act(x @ (q * scales[:, None]).T + bias) on CPU float32 x [..., K], with q given as
+    pack_linear_int8(q) and scales [out_features] from quantize_int8: the packed kernel of
+    linear_packed reading int8 weights (a quarter of the bytes), converted to float in registers
+    and scaled per column before bias and activation. For the few-row GEMMs of decoding."""
+    _check_activation(activation)
+    if not isinstance(out_features, int):
+        raise TypeError(f"out_features must be an int, got {type(out_features).__name__}")
+    return _ops.linear_int8_packed(_tensor(x, "x"), _tensor(packed, "packed"), _tensor(scales, "scales"),
+                                   out_features, bias, activation)
+
+
 def cpu_gemm() -> str:
     """The CPU GEMM backend of ffn/linear: 'onednn' (torch's oneDNN linear with fused
     bias/activation; the default where torch has it) or 'eet' (torch.mm + the eet_like

@@ -121,6 +121,22 @@ def linear_packed(x, packed, out_features, bias=None, activation="identity"):
     return linear(x, weight, bias, activation)
 
 
+def quantize_int8(weight):
+    w = weight.float()
+    scales = w.abs().amax(1) / 127.0
+    safe = torch.where(scales > 0, scales, torch.ones_like(scales))
+    return torch.round(w / safe[:, None]).clamp(-127, 127).to(torch.int8), scales
+
+
+def pack_linear_int8(qweight):
+    return pack_linear(qweight)
+
+
+def linear_int8_packed(x, packed, scales, out_features, bias=None, activation="identity"):
+    q = packed.transpose(1, 2).reshape(-1, packed.shape[1])[:out_features]
+    return linear(x, q.float() * scales[:, None], bias, activation)
+
+
 def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):
     h = _ACTS[activation](F.linear(x, w1, b1))
     out = F.linear(h, w2, b2)

@@ -78,10 +78,18 @@ void bias_act(float* x, const float* bias, const float* residual, Act act, int64
 // of kPanel output columns, [ceil(N / kPanel)][K][kPanel], zero padded, so the kernel streams
 // each panel contiguously; y[M, N] = act(x[M, K] W^T + bias), bias may be null.
 constexpr int64_t kPanel = 16;
-int64_t packed_size(int64_t n, int64_t k);
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
 void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
                  const float* bias, Act act, float* y);
+
+// Weight-only int8 (same panels, int8 elements): quantize_int8 gives one symmetric scale per
+// output row, scales[r] = max|w[r, :]| / 127, q = round(w / scale) in [-127, 127] (an all-zero
+// row gets scale 0); gemm_packed_int8 computes y = act(scales * (x q^T) + bias), the weights
+// converted to float in registers.
+void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales);
+void pack_weight_int8(const int8_t* q, int64_t n, int64_t k, int8_t* packed);
+void gemm_packed_int8(const float* x, int64_t m, int64_t k, const int8_t* packed,
+                      const float* scales, int64_t n, const float* bias, Act act, float* y);
 
 void attention(const AttnParams& p);          // fp32
 void kv_cache_write(const CacheWriteParams& p);  // fp32
