@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -170,7 +171,7 @@ std::vector<Arena>& arenas() {
   static std::vector<Arena> a;
   return a;
 }
-std::vector<Worker*> g_workers;  // by worker index; reused across launches
+std::vector<std::unique_ptr<Worker>> g_workers;  // by worker index; reused across launches
 std::atomic<Launch*> g_current{nullptr};
 cudaError_t g_last_error = cudaSuccess;
 uint64_t g_launch_count = 0;
@@ -671,7 +672,7 @@ void launch(const LaunchConfig& cfg, const void* func, void (*invoke)(void*), vo
   L.nblocks = static_cast<uint64_t>(g.x) * g.y * g.z;
   unsigned nw = worker_count();
   if (nw > L.nblocks) nw = static_cast<unsigned>(L.nblocks);
-  while (g_workers.size() < nw) g_workers.push_back(new Worker());
+  while (g_workers.size() < nw) g_workers.push_back(std::make_unique<Worker>());
   if (nw == 1) {
     std::thread t(worker_main, &L, 0u);  // always a worker thread: its own TLS block
     t.join();
