@@ -4,7 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-latest setup setup-fairseq bench cmake-test constraints
+.PHONY: demo test test-latest setup setup-fairseq bench cmake-test constraints test-cuda-emu \
+	test-cuda-emu-sanitize
 setup:
 	VENV=$(VENV) bash scripts/setup_env.sh
 
@@ -40,3 +41,17 @@ cmake-test:
 	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release
 	cmake --build build/cmake -j2
 	ctest --test-dir build/cmake --output-on-failure
+
+# The CUDA kernels on the CPU (csrc/cuda_emu): the CUDA test and the broken-kernel checks,
+# built with the host compiler, normally and under AddressSanitizer + UBSan.
+EMU_TESTS := cuda_ops_emulated_test cuda_emu_broken_test
+test-cuda-emu:
+	cmake -S . -B build/emu -DCMAKE_BUILD_TYPE=Release -DEET_WITH_CUDA=OFF
+	cmake --build build/emu -j2 --target $(EMU_TESTS)
+	ctest --test-dir build/emu --output-on-failure -R 'cuda_ops_emulated|cuda_emu_broken'
+	$(MAKE) test-cuda-emu-sanitize
+
+test-cuda-emu-sanitize:
+	cmake -S . -B build/emu-san -DCMAKE_BUILD_TYPE=Release -DEET_WITH_CUDA=OFF -DEET_EMU_SANITIZE=ON
+	cmake --build build/emu-san -j2 --target $(EMU_TESTS)
+	ctest --test-dir build/emu-san --output-on-failure -R 'cuda_ops_emulated|cuda_emu_broken'

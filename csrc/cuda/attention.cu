@@ -419,7 +419,7 @@ cudaError_t launch_decode(const AttnParams& p, bool vec, cudaStream_t stream) {
   const size_t smem = static_cast<size_t>(ng) * (p.head_dim + 2) * sizeof(float);
   const dim3 grid(static_cast<unsigned>(p.batch * p.heads),
                   static_cast<unsigned>(p.q_len < static_cast<int>(kMaxGridY) ? p.q_len : kMaxGridY));
-  attn_decode_kernel<T, G, U><<<grid, nw * 32, smem, stream>>>(p, vec);
+  EET_LAUNCH(grid, nw * 32, smem, stream, attn_decode_kernel<T, G, U>)(p, vec);
   return cudaGetLastError();
 }
 
@@ -429,7 +429,7 @@ cudaError_t launch_tiled(const AttnParams& p, bool vec, cudaStream_t stream) {
   const int64_t n_qtiles = (static_cast<int64_t>(p.q_len) + BQ - 1) / BQ;
   const dim3 grid(static_cast<unsigned>(p.batch * p.heads),
                   static_cast<unsigned>(n_qtiles < kMaxGridY ? n_qtiles : kMaxGridY));
-  attn_tiled_kernel<T, G, NC, BK><<<grid, 128, 0, stream>>>(p, vec);
+  EET_LAUNCH(grid, 128, 0, stream, attn_tiled_kernel<T, G, NC, BK>)(p, vec);
   return cudaGetLastError();
 }
 
@@ -443,7 +443,7 @@ cudaError_t launch_generic(const AttnParams& p, cudaStream_t stream) {
   if (smem_for(nw) > kSmemLimit) return cudaErrorInvalidValue;  // head_dim > ~6000
   const dim3 grid(static_cast<unsigned>(p.batch * p.heads),
                   static_cast<unsigned>(p.q_len < static_cast<int>(kMaxGridY) ? p.q_len : kMaxGridY));
-  attn_generic_kernel<T><<<grid, nw * 32, smem_for(nw), stream>>>(p);
+  EET_LAUNCH(grid, nw * 32, smem_for(nw), stream, attn_generic_kernel<T>)(p);
   return cudaGetLastError();
 }
 

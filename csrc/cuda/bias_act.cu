@@ -76,11 +76,11 @@ cudaError_t run(T* x, const T* bias, const T* residual, int64_t rows, int64_t co
                    is_aligned16(residual);
   if (vec) {
     const int64_t nchunk = n / 8;
-    bias_act_vec_kernel<T, A><<<detail::grid_for(nchunk, kThreads, kMaxBlocks), kThreads, 0,
-                                stream>>>(x, bias, residual, nchunk, cols);
+    EET_LAUNCH(detail::grid_for(nchunk, kThreads, kMaxBlocks), kThreads, 0, stream,
+               bias_act_vec_kernel<T, A>)(x, bias, residual, nchunk, cols);
   } else {
-    bias_act_scalar_kernel<T, A><<<detail::grid_for(n, kThreads, kMaxBlocks), kThreads, 0,
-                                   stream>>>(x, bias, residual, n, cols);
+    EET_LAUNCH(detail::grid_for(n, kThreads, kMaxBlocks), kThreads, 0, stream,
+               bias_act_scalar_kernel<T, A>)(x, bias, residual, n, cols);
   }
   return cudaGetLastError();
 }

@@ -12,6 +12,13 @@
 
 #include "eet/ops.h"
 
+// Every kernel launch: EET_LAUNCH(grid, block, smem, stream, kernel)(args...). With nvcc it
+// is kernel<<<grid, block, smem, stream>>>(args...); the CPU emulation (csrc/cuda_emu,
+// cuda_runtime.h) defines it first and runs the kernel on fibers.
+#ifndef EET_LAUNCH
+#define EET_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 namespace eet {
 namespace cuda {
 namespace detail {
@@ -362,13 +369,13 @@ inline cudaError_t launch_norm_rows(const Src& src, const NormOut<T>& o, int64_t
     // One warp per row: no block barriers, 4 rows per 128-thread block.
     const unsigned int grid = grid_for(rows, 4);
     if (nchunk <= 32) {
-      norm_rows_warp_kernel<T, 1><<<grid, 128, 0, stream>>>(src, o, rows, hidden);
+      EET_LAUNCH(grid, 128, 0, stream, norm_rows_warp_kernel<T, 1>)(src, o, rows, hidden);
     } else if (nchunk <= 64) {
-      norm_rows_warp_kernel<T, 2><<<grid, 128, 0, stream>>>(src, o, rows, hidden);
+      EET_LAUNCH(grid, 128, 0, stream, norm_rows_warp_kernel<T, 2>)(src, o, rows, hidden);
     } else if (nchunk <= 96) {
-      norm_rows_warp_kernel<T, 3><<<grid, 128, 0, stream>>>(src, o, rows, hidden);
+      EET_LAUNCH(grid, 128, 0, stream, norm_rows_warp_kernel<T, 3>)(src, o, rows, hidden);
     } else {
-      norm_rows_warp_kernel<T, 4><<<grid, 128, 0, stream>>>(src, o, rows, hidden);
+      EET_LAUNCH(grid, 128, 0, stream, norm_rows_warp_kernel<T, 4>)(src, o, rows, hidden);
     }
   } else if (vec && nchunk <= 4096) {
     // Block per row, at most 512 threads, CPT chunks of 8 per thread held in registers.
@@ -377,15 +384,15 @@ inline cudaError_t launch_norm_rows(const Src& src, const NormOut<T>& o, int64_t
     const int threads = static_cast<int>((used + 31) / 32 * 32);
     const unsigned int grid = grid_for(rows, 1);
     switch (cpt) {
-      case 1: norm_rows_block_kernel<T, 1><<<grid, threads, 0, stream>>>(src, o, rows, hidden); break;
-      case 2: norm_rows_block_kernel<T, 2><<<grid, threads, 0, stream>>>(src, o, rows, hidden); break;
-      case 4: norm_rows_block_kernel<T, 4><<<grid, threads, 0, stream>>>(src, o, rows, hidden); break;
-      default: norm_rows_block_kernel<T, 8><<<grid, threads, 0, stream>>>(src, o, rows, hidden); break;
+      case 1: EET_LAUNCH(grid, threads, 0, stream, norm_rows_block_kernel<T, 1>)(src, o, rows, hidden); break;
+      case 2: EET_LAUNCH(grid, threads, 0, stream, norm_rows_block_kernel<T, 2>)(src, o, rows, hidden); break;
+      case 4: EET_LAUNCH(grid, threads, 0, stream, norm_rows_block_kernel<T, 4>)(src, o, rows, hidden); break;
+      default: EET_LAUNCH(grid, threads, 0, stream, norm_rows_block_kernel<T, 8>)(src, o, rows, hidden); break;
     }
   } else {
     int64_t threads = (hidden + 31) / 32 * 32;
     if (threads > 256) threads = 256;
-    norm_rows_generic_kernel<T><<<grid_for(rows, 1), static_cast<int>(threads), 0, stream>>>(
+    EET_LAUNCH(grid_for(rows, 1), static_cast<int>(threads), 0, stream, norm_rows_generic_kernel<T>)(
         src, o, rows, hidden);
   }
   return cudaGetLastError();

@@ -50,7 +50,7 @@ cudaError_t launch(const CacheWriteParams& p, int64_t elem_size, cudaStream_t st
                    p.batch, p.seq, p.heads, p.max_seq};
   const int64_t total = static_cast<int64_t>(p.batch) * p.seq * p.heads * g.du;
   constexpr int kThreads = 256;
-  kv_write_kernel<U><<<detail::grid_for(total, kThreads, 1 << 16), kThreads, 0, stream>>>(
+  EET_LAUNCH(detail::grid_for(total, kThreads, 1 << 16), kThreads, 0, stream, kv_write_kernel<U>)(
       static_cast<const U*>(p.k), static_cast<const U*>(p.v), static_cast<U*>(p.k_cache),
       static_cast<U*>(p.v_cache), p.positions, g);
   return cudaGetLastError();
