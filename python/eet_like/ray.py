@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
@@ -374,14 +374,13 @@ class _ParquetDir:
     """Ordered part files part-00000.parquet, ... written by the driver as results arrive."""
 
     def __init__(self, path: str):
-        self.path, self.parts, self.rows = path, 0, 0
+        self.path, self.parts = path, 0
         os.makedirs(path, exist_ok=True)
 
     def write(self, table: "pa.Table"):
         import pyarrow.parquet as pq
         pq.write_table(table, os.path.join(self.path, f"part-{self.parts:05d}.parquet"))
         self.parts += 1
-        self.rows += table.num_rows
 
 
 def _tensor_to_numpy(column) -> np.ndarray:
@@ -430,8 +429,10 @@ def _cheap_checks(args, model_type: str, what: str):
     if got != model_type:
         raise _cli.CliError(f"--model: model_type {got!r} is not supported by {what} (supported: {model_type})")
     dtype = _cli._torch_dtype(args.dtype)
-    if args.device == "cpu" or not args.device.startswith("cuda"):
+    if not args.device.startswith("cuda"):
         _cli._check_device(args.device, dtype)  # the workers check their GPUs themselves
+    if args.batch_size <= 0:
+        raise _cli.CliError(f"--batch-size must be > 0, got {args.batch_size}")
 
 
 def run_embed_cli(args) -> int:
