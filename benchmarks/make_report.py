@@ -289,6 +289,13 @@ def ops_section(path: str, data: dict, info: dict) -> List[str]:
                           "eet_like / torch fused"], body) + [""]
 
 
+def _load_text(load) -> str:
+    if not load or len(load) != 6:
+        return ""
+    return (f" Load average (1/5/15 min) before: {load[0]}, {load[1]}, {load[2]}; after: {load[3]}, {load[4]}, "
+            f"{load[5]} (other processes shared the cores).")
+
+
 def ray_section(path: str, data: dict, info: dict, targets: list) -> List[str]:
     """benchmarks/bench_ray.py: the Ray path against the single process on the same cores."""
     s = data["summary"]
@@ -298,8 +305,7 @@ def ray_section(path: str, data: dict, info: dict, targets: list) -> List[str]:
              "(`encode_sentences`, what `eet-like embed` runs), batch "
              f"{data['batch_size']}. `job s` is the whole Ray job (workers start and load the model inside it); "
              "`startup s` a job of one batch per worker; `steady` = sentences / (job - startup), the rate of a "
-             "long job. Load average before/after: "
-             + " / ".join(str(x) for x in data.get("load_average", [])) + ".", "", source_line(path, info), ""]
+             "long job." + _load_text(data.get("load_average")), "", source_line(path, info), ""]
     body = [[r["runner"], str(r["workers"]), str(r["threads"]), _num(r["seconds"]), _num(r.get("startup_s")),
              _num(r["sentences_per_s"], "{:.0f}"), _num(r.get("steady_sentences_per_s"), "{:.0f}"),
              _num(r.get("max_abs_diff"), "{:.1e}")] for r in data["rows"]]
