@@ -99,5 +99,7 @@ setup(
     extras_require={
         "hf": ["transformers>=4.40", "safetensors"],
         "test": ["pytest", "transformers>=4.40", "safetensors"],
+        # eet_like.ray and `eet-like embed|predict --ray`: batch inference on a Ray cluster
+        "ray": ["ray[data]>=2.60", "transformers>=4.40", "safetensors"],
     },
 )

@@ -4,7 +4,8 @@ benchmarks/results/ (never typed by hand: rerun a benchmark, then this script).
     python benchmarks/make_report.py [--results DIR] [--out RESULTS.md] [--plots DIR]
 
 Reads every *.json in --results and recognizes it by content: GPT-2 generation
-(bench_generate.py), BERT (bench_bert.py), fairseq (bench_fairseq.py), ops (bench_ops.py), and
+(bench_generate.py), BERT (bench_bert.py), fairseq (bench_fairseq.py), ops (bench_ops.py), Ray
+(bench_ray.py), and
 the combined file of `eet-like bench --json` ({"generate": ..., "bert": ...}). Quick smoke runs
 of the model benchmarks are listed but not tabulated. Each table says its machine, commit and
 date (from the JSON; for older files without them, from the git commit that recorded the file).
@@ -48,10 +49,10 @@ def _recorded(path: str) -> Dict[str, str]:
 
 
 def classify(data: dict) -> List[tuple]:
-    """[(kind, data)] for one JSON file; kind in generate, bert, fairseq, ops; [] if unknown."""
+    """[(kind, data)] for one JSON file; kind in generate, bert, fairseq, ops, ray; [] if unknown."""
     if "generate" in data and "bert" in data:
         return classify(data["generate"]) + classify(data["bert"])
-    if data.get("benchmark") in ("bert", "ops"):
+    if data.get("benchmark") in ("bert", "ops", "ray"):
         return [(data["benchmark"], data)]
     results = data.get("results")
     if isinstance(results, list) and results and "meta" in data:
@@ -64,7 +65,7 @@ def classify(data: dict) -> List[tuple]:
 
 def provenance(kind: str, data: dict, path: str) -> dict:
     """machine/versions/commit/date of one result set, normalized over the JSON formats."""
-    info = dict(data.get("machine") or {}) if kind in ("bert", "ops") else dict(data["meta"])
+    info = dict(data.get("machine") or {}) if kind in ("bert", "ops", "ray") else dict(data["meta"])
     if kind == "generate" and "cpu" not in info:
         info["cpu"] = info.get("machine", "?")
     fallback = _recorded(path)
@@ -84,7 +85,7 @@ def is_quick(kind: str, data: dict, path: str) -> bool:
 
 def load(results_dir: str) -> Dict[str, list]:
     """kind -> [(path, data, info)], sorted by path."""
-    found = {"generate": [], "bert": [], "fairseq": [], "ops": [], "quick": [], "unknown": []}
+    found = {"generate": [], "bert": [], "fairseq": [], "ops": [], "ray": [], "quick": [], "unknown": []}
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         with open(path) as f:
             try:
@@ -306,6 +307,38 @@ def ops_section(path: str, data: dict, info: dict) -> List[str]:
                           "eet_like / torch fused"], body) + [""]
 
 
+def _load_text(load) -> str:
+    if not load or len(load) != 6:
+        return ""
+    return (f" Load average (1/5/15 min) before: {load[0]}, {load[1]}, {load[2]}; after: {load[3]}, {load[4]}, "
+            f"{load[5]} (other processes shared the cores).")
+
+
+def ray_section(path: str, data: dict, info: dict, targets: list) -> List[str]:
+    """benchmarks/bench_ray.py: the Ray path against the single process on the same cores."""
+    s = data["summary"]
+    lines = [f"### Ray batch embedding ({data['model']}, {data['sentences']} sentences, {data['cores']} cores, "
+             f"ray {info.get('ray', '?')})", "",
+             "`eet_like.ray.embed_dataset` on a local Ray instance limited to the same cores as the single process "
+             "(`encode_sentences`, what `eet-like embed` runs), batch "
+             f"{data['batch_size']}. `job s` is the whole Ray job (workers start and load the model inside it); "
+             "`startup s` a job of one batch per worker; `steady` = sentences / (job - startup), the rate of a "
+             "long job." + _load_text(data.get("load_average")), "", source_line(path, info), ""]
+    body = [[r["runner"], str(r["workers"]), str(r["threads"]), _num(r["seconds"]), _num(r.get("startup_s")),
+             _num(r["sentences_per_s"], "{:.0f}"), _num(r.get("steady_sentences_per_s"), "{:.0f}"),
+             _num(r.get("max_abs_diff"), "{:.1e}")] for r in data["rows"]]
+    lines += table(["runner", "workers", "threads", "job s", "startup s", "sentences/s", "steady sentences/s",
+                    "max abs diff"], body) + [""]
+    steady, total = s.get("overhead_steady"), s.get("overhead_total")
+    lines += [f"Overhead of {s['best_ray']} against {s['single']}: steady "
+              + ("–" if steady is None else f"{steady:+.1%}") + f", whole job {total:+.1%}.", ""]
+    met = "not measured" if steady is None else ("**yes**" if steady <= s.get("goal", 0.15) else "**no**")
+    targets.append([f"Ray embed on {data['cores']} cores: steady rate within {s.get('goal', 0.15):.0%} of the "
+                    "single process", "–" if steady is None else f"{steady:+.1%}", met,
+                    f"`{os.path.basename(path)}`"])
+    return lines
+
+
 # ---------------------------------------------------------------- plots
 
 def plot_speed(png: str, title: str, series: Dict[str, list], ylabel: str) -> Optional[str]:
@@ -357,11 +390,14 @@ def build(results_dir: str, out_path: str, plots_dir: str) -> str:
     for path, data, info in found["ops"]:
         dest = gpu if data.get("machine", {}).get("device", "cpu").startswith("cuda") else other
         dest += ops_section(path, data, info)
+    for path, data, info in found["ray"]:
+        other += ray_section(path, data, info, targets)
 
     lines = ["# Benchmark results", "",
              "<!-- Generated by benchmarks/make_report.py from benchmarks/results/*.json; do not edit by hand. -->",
              "", "Written by `python benchmarks/make_report.py` from the JSON the benchmark scripts save in "
-             "`benchmarks/results/` (`bench_generate.py`, `bench_bert.py`, `bench_fairseq.py`, `bench_ops.py`; "
+             "`benchmarks/results/` (`bench_generate.py`, `bench_bert.py`, `bench_fairseq.py`, `bench_ops.py`, "
+             "`bench_ray.py`; "
              "`make bench` / `eet-like bench` runs the GPT-2 and BERT ones). Every figure was measured side by side "
              "in one run on the machine named under its table. Models have random weights of the named shapes "
              "(speed does not depend on the weights).", ""]

@@ -6,6 +6,7 @@
     eet-like embed --model DIR --input F   sentence embeddings (JSONL or .npy)
     eet-like predict --model DIR --data-file in.jsonl --output-file out.jsonl ...
                                            batch generation over a JSONL file
+    eet-like embed|predict ... --ray       the same on a Ray cluster (eet_like/ray.py)
     eet-like bench                         side-by-side benchmarks (GPT-2 and BERT shapes)
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback.
@@ -150,11 +151,37 @@ def cmd_generate(args):
 
 # ---------------------------------------------------------------- embed
 
+def embedding_record(row, vec):
+    """One line of embed's JSONL output: the input record (`{"text": ...}`) with its "embedding"."""
+    return json.dumps(dict(row, embedding=[round(float(v), 7) for v in vec]))
+
+
+def _ray_cli(args):
+    """eet_like.ray for `--ray`; the Ray options without --ray are a mistake."""
+    if not args.ray:
+        for opt in ("ray_address", "num_workers", "threads_per_worker"):
+            if getattr(args, opt) is not None:
+                raise CliError(f"--{opt.replace('_', '-')} needs --ray")
+        for opt in ("input", "output", "data_file", "output_file"):
+            if (getattr(args, opt, None) or "").rstrip("/").endswith(".parquet"):
+                raise CliError(f"--{opt.replace('_', '-')}: Parquet needs --ray")
+        return None
+    try:
+        from . import ray as eet_ray
+    except ImportError as e:
+        raise CliError(f"--ray needs Ray, which is not installed: pip install 'eet_like[ray]' (or 'ray[data]'): "
+                       f"{e.__cause__ or e}") from None
+    return eet_ray
+
+
 def cmd_embed(args):
     import numpy as np
     import torch
 
     import eet_like
+    eet_ray = _ray_cli(args)
+    if eet_ray:
+        return eet_ray.run_embed_cli(args)
     model_type = _model_dir(args.model)
     if model_type != "bert":
         raise CliError(f"--model: model_type {model_type!r} is not supported by embed (supported: bert)")
@@ -176,7 +203,7 @@ def cmd_embed(args):
     else:
         with open(out, "w", encoding="utf-8") as f:
             for text, vec in zip(texts, emb):
-                f.write(json.dumps({"text": text, "embedding": [round(float(v), 7) for v in vec]}) + "\n")
+                f.write(embedding_record({"text": text}, vec) + "\n")
     print(f"wrote {len(texts)} embeddings of dim {emb.shape[1]} to {out}", file=sys.stderr)
     return 0
 
@@ -218,12 +245,39 @@ def _resume_point(path, rows):
     return len(lines)
 
 
+def generate_window(model, tok, prompts, batch_size, device, kw, progress=None):
+    """Continuations (decoded new tokens) of token-id lists `prompts`, in their order. They run
+    batch_size at a time, sorted by length so each left-padded batch has little padding.
+    Also the per-batch work of a Ray worker (eet_like.ray)."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results = [None] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = tok.pad({"input_ids": [prompts[i] for i in idx]}, return_tensors="pt")
+        gen = model.generate(batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                             pad_token_id=tok.pad_token_id, **kw)
+        new = gen[:, batch["input_ids"].shape[1]:].cpu()
+        for row, i in enumerate(idx):
+            results[i] = tok.decode(new[row], skip_special_tokens=True)
+        if progress is not None:
+            progress(len(idx))
+    return results
+
+
+def predict_record(row, output):
+    """One line of predict's output: the input record with its "output"."""
+    return json.dumps(dict(row, output=output), ensure_ascii=False)
+
+
 def cmd_predict(args):
     import torch
     from tqdm import tqdm
     for name in ("batch_size", "src_length", "max_length"):
         if getattr(args, name) <= 0:
             raise CliError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    eet_ray = _ray_cli(args)
+    if eet_ray:
+        return eet_ray.run_predict_cli(args)
     _check_gpt2(args)
     rows = _read_jsonl(args.data_file)
     done = 0
@@ -258,20 +312,11 @@ def cmd_predict(args):
     with open(args.output_file, "a", encoding="utf-8") as out, \
             tqdm(total=len(rows), initial=done, desc="predict", unit="rec", disable=args.quiet) as bar:
         for w in range(0, len(todo), window):
-            ids = sorted(todo[w:w + window], key=lambda i: len(encoded[i]))
-            results = {}
-            for start in range(0, len(ids), args.batch_size):
-                idx = ids[start:start + args.batch_size]
-                batch = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
-                gen = model.generate(batch["input_ids"].to(args.device),
-                                     attention_mask=batch["attention_mask"].to(args.device),
-                                     pad_token_id=tok.pad_token_id, **kw)
-                new = gen[:, batch["input_ids"].shape[1]:].cpu()
-                for row, i in enumerate(idx):
-                    results[i] = tok.decode(new[row], skip_special_tokens=True)
-                bar.update(len(idx))
-            for i in todo[w:w + window]:
-                out.write(json.dumps(dict(rows[i], output=results[i]), ensure_ascii=False) + "\n")
+            part = todo[w:w + window]
+            texts = generate_window(model, tok, [encoded[i] for i in part], args.batch_size, args.device, kw,
+                                    progress=bar.update)
+            for i, text in zip(part, texts):
+                out.write(predict_record(rows[i], text) + "\n")
             out.flush()
     print(f"wrote {len(todo)} results to {args.output_file}" + (f" (after {done} from before)" if done else ""),
           file=sys.stderr)
@@ -336,13 +381,23 @@ def build_parser():
     sampling_opts(g)
     g.set_defaults(func=cmd_generate)
 
+    def ray_opts(q):
+        q.add_argument("--ray", action="store_true", help="run on a Ray cluster (pip install 'eet_like[ray]')")
+        q.add_argument("--ray-address", default=None, help="HOST:PORT of a Ray head (default: a local Ray instance)")
+        q.add_argument("--num-workers", type=int, default=None, help="--ray: model replicas (default 1)")
+        q.add_argument("--threads-per-worker", type=int, default=None,
+                       help="--ray: torch threads (and Ray CPUs) per worker (default: torch's own, 1 CPU)")
+
     e = sub.add_parser("embed", help="sentence embeddings with a local BERT checkpoint")
     model_opts(e)
-    e.add_argument("--input", required=True, help="a file with one sentence per line")
-    e.add_argument("--output", default=None, help="out.jsonl or out.npy (default: <input>.embeddings.jsonl)")
+    e.add_argument("--input", required=True, help="a file with one sentence per line (--ray: or Parquet, a "
+                   '"text" column)')
+    e.add_argument("--output", default=None, help="out.jsonl or out.npy (default: <input>.embeddings.jsonl); "
+                   "--ray: or a Parquet directory (DIR.parquet)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--pooling", default="mean", choices=["mean", "cls"])
     e.add_argument("--no-normalize", action="store_true", help="skip L2 normalization")
+    ray_opts(e)
     e.set_defaults(func=cmd_embed)
 
     r = sub.add_parser("predict", help="batch generation over a JSONL file ({\"src\": ...} per line)")
@@ -355,6 +410,7 @@ def build_parser():
     r.add_argument("--resume", action="store_true", help="continue an interrupted run's --output-file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sampling_opts(r)
+    ray_opts(r)
     r.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("bench", help="side-by-side benchmarks: GPT-2 and BERT shapes vs transformers")
