@@ -258,7 +258,8 @@ def test_concurrent_completions(gpt2_server, reference):
             prompt = [rng.randrange(50257) for _ in range(rng.randint(1, 48))]
         else:
             prompt = " ".join(rng.choice(words) for _ in range(rng.randint(1, 20)))
-        body = {"prompt": prompt, "max_tokens": rng.randint(1, 40), "return_token_ids": True,
+        # (the reference, generate() one prompt at a time, is what takes long here: short outputs)
+        body = {"prompt": prompt, "max_tokens": rng.randint(1, 24), "return_token_ids": True,
                 "stream": i % 2 == 0}
         if i < 10:    # clients that leave: long requests, dropped after a few chunks
             body.update(stream=True, temperature=0, max_tokens=CONTEXT - 48)
@@ -517,8 +518,6 @@ def test_serve_cli_errors(gpt2_dir):
                               timeout=120, env=env)
     r = run("--model", gpt2_dir, "--quantize", "int8")
     assert r.returncode == 2 and "--quantize int8" in r.stderr and "Traceback" not in r.stderr
-    r = run("--model", gpt2_dir, "--max-queue", "0")
-    assert r.returncode == 2 and "--max-queue must be >= 1" in r.stderr
     r = run("--model", gpt2_dir, "--max-seq-len", str(CONTEXT + 1))
     assert r.returncode == 2 and "max_seq_len" in r.stderr and "Traceback" not in r.stderr
 
