@@ -97,5 +97,7 @@ setup(
     extras_require={
         "hf": ["transformers>=4.40", "safetensors"],
         "test": ["pytest", "transformers>=4.40", "safetensors"],
+        "serve": ["starlette>=0.40", "uvicorn>=0.30", "prometheus_client>=0.20", "transformers>=4.40",
+                  "safetensors"],
     },
 )

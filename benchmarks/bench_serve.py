@@ -156,6 +156,17 @@ async def run_case(url, requests, concurrency):
     return wall, [r for w in per_worker for r in w]
 
 
+def server_stats(url) -> dict:
+    """Decode steps so far, their seconds and rows (from the server's /metrics)."""
+    import httpx
+    out = {}
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        for key in ("eet_like_step_seconds_sum", "eet_like_step_seconds_count", "eet_like_step_rows_sum"):
+            if line.startswith(key + " "):
+                out[key] = float(line.split()[1])
+    return out
+
+
 def _pct(xs, q):
     if not xs:
         return None
@@ -163,14 +174,21 @@ def _pct(xs, q):
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def summarize(mode, concurrency, wall, results):
+def summarize(mode, concurrency, wall, results, before, after):
     ttft = [(a[0] - t0) * 1e3 for t0, a in results if a]
     itl = [(a[i] - a[i - 1]) * 1e3 for _, a in results for i in range(1, len(a))]
     tokens = sum(len(a) for _, a in results)
+    steps = after["eet_like_step_seconds_count"] - before["eet_like_step_seconds_count"]
+    step_s = after["eet_like_step_seconds_sum"] - before["eet_like_step_seconds_sum"]
+    rows = after["eet_like_step_rows_sum"] - before["eet_like_step_rows_sum"]
     return {"mode": mode, "concurrency": concurrency, "requests": len(results), "tokens": tokens,
             "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 2),
             "ttft_p50_ms": _pct(ttft, 50), "ttft_p99_ms": _pct(ttft, 99),
-            "itl_p50_ms": _pct(itl, 50), "itl_p99_ms": _pct(itl, 99)}
+            "itl_p50_ms": _pct(itl, 50), "itl_p99_ms": _pct(itl, 99),
+            # server side: time in decode steps (model + token choice) and rows per step
+            "steps": int(steps), "step_s_total": round(step_s, 3),
+            "step_ms_mean": round(1e3 * step_s / steps, 2) if steps else None,
+            "rows_per_step": round(rows / steps, 2) if steps else None}
 
 
 def make_requests(a, vocab, n):
@@ -184,13 +202,15 @@ def make_requests(a, vocab, n):
 
 
 def table(rows):
-    head = ["mode", "C", "requests", "tokens", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms"]
+    head = ["mode", "C", "requests", "tokens", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms",
+            "rows/step", "step ms", "steps s / wall s"]
     out = [" | ".join(head)]
     for r in rows:
         out.append(" | ".join([r["mode"], str(r["concurrency"]), str(r["requests"]), str(r["tokens"]),
                                f"{r['tokens_per_s']:.1f}"] +
                               ["–" if r[k] is None else f"{r[k]:.1f}" for k in
-                               ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")]))
+                               ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "rows_per_step",
+                                "step_ms_mean")] + [f"{r['step_s_total'] / r['wall_s']:.2f}"]))
     return "\n".join(out)
 
 
@@ -212,8 +232,9 @@ def main(argv=None):
             try:
                 asyncio.run(run_case(srv.url, make_requests(a, cfg.vocab_size, 2), 1))  # warm-up
                 for c in a.concurrency:
+                    before = server_stats(srv.url)
                     wall, results = asyncio.run(run_case(srv.url, cases[c], c))
-                    row = summarize(mode, c, wall, results)
+                    row = summarize(mode, c, wall, results, before, server_stats(srv.url))
                     rows.append(row)
                     print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
             finally:

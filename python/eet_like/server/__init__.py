@@ -23,7 +23,8 @@ def add_arguments(p, model_opts):
                    help="prompts (BERT: inputs) waiting for a row; beyond it requests get 503 + Retry-After")
     p.add_argument("--batching", default="continuous", choices=["continuous", "static"],
                    help="continuous: requests join the running batch at every step; static: a new batch "
-                        "starts when the previous one has finished (for comparison)")
+                        "starts when the previous one has finished, after waiting up to 0.1 s to fill "
+                        "(for comparison)")
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="on SIGTERM/SIGINT, seconds to let accepted requests finish (default 30)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: --model)")

@@ -95,6 +95,8 @@ class EventStreamResponse(Response):
             await asyncio.wait({pump_t, watch_t}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             left = not pump_t.done() or pump_t.cancelled() or pump_t.exception() is not None
+            if pump_t.done() and not pump_t.cancelled() and pump_t.exception() is not None:
+                log.warning("stream ended early: %r", pump_t.exception())
             for t in (pump_t, watch_t):
                 t.cancel()
             await asyncio.gather(pump_t, watch_t, return_exceptions=True)
@@ -107,7 +109,7 @@ def _sse(obj) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
-def build_app(engine, metrics, spec: protocol.ModelSpec, embed_tokenizer=None) -> Starlette:
+def build_app(engine, metrics, spec: protocol.ModelSpec) -> Starlette:
     """engine: a GenerationEngine (spec.kind "completions") or an EmbeddingEngine ("embeddings")."""
 
     def count(endpoint, outcome):
@@ -160,14 +162,14 @@ def build_app(engine, metrics, spec: protocol.ModelSpec, embed_tokenizer=None) -
         engine.cancel(seqs)
         outcome("cancelled")
 
-    async def _stream(count, req, seqs, ch: _Channel, rid):
+    async def _stream(outcome, req, seqs, ch: _Channel, rid):
         """SSE chunks of one completion request (one choice per prompt), then [DONE]."""
         running, prompt_tokens, completion_tokens = len(seqs), 0, 0
         with_ids = req.return_token_ids
         while running:
             ev = await ch.get()
             if ev.kind == "failed":
-                count("error")
+                outcome("error")
                 engine.cancel(seqs)
                 yield _sse(protocol.error_body(ev.message, "server_error"))
                 yield b"data: [DONE]\n\n"
@@ -182,13 +184,13 @@ def build_app(engine, metrics, spec: protocol.ModelSpec, embed_tokenizer=None) -
             completion_tokens += ev.completion_tokens
             yield _sse(protocol.completion_object(rid, spec.id, [protocol.choice(
                 ev.index, ev.text, ev.finish_reason, [] if with_ids else None)], None))
-        count("completed")
+        outcome("completed")
         if req.include_usage:
             yield _sse(protocol.completion_object(rid, spec.id, [],
                                                   protocol.usage(prompt_tokens, completion_tokens)))
         yield b"data: [DONE]\n\n"
 
-    async def _collect(count, request, req, seqs, ch: _Channel, rid):
+    async def _collect(outcome, request, req, seqs, ch: _Channel, rid):
         async def results():
             done = {}
             while len(done) < len(seqs):
@@ -205,14 +207,14 @@ def build_app(engine, metrics, spec: protocol.ModelSpec, embed_tokenizer=None) -
         watch_t.cancel()
         if not res_t.done():  # the client left before the answer
             res_t.cancel()
-            _left(count, seqs)
+            _left(outcome, seqs)
             return Response(status_code=499)
         out = res_t.result()
         if not isinstance(out, list):
             engine.cancel(seqs)
-            count("error")
+            outcome("error")
             return _error(500, out.message, "server_error")
-        count("completed")
+        outcome("completed")
         choices = [protocol.choice(e.index, e.text, e.finish_reason, e.token_ids if req.return_token_ids else None)
                    for e in out]
         return JSONResponse(protocol.completion_object(

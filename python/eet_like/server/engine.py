@@ -13,7 +13,9 @@ Rows stay dense, [0, n): a freed row is refilled by moving the last running row 
 on the other rows (see gpt2.decode_rows), and a sampled row draws from its own torch.Generator,
 so a request gets the tokens generate() gives for its prompt alone, whatever else runs.
 policy="static" admits waiting sequences only when no row is running (a batch is formed and
-runs to its end): the baseline of benchmarks/bench_serve.py.
+runs to its end), the way a dynamic-batching service batches: the batch starts when max_batch
+sequences wait or STATIC_WINDOW seconds after the first one arrived. The baseline of
+benchmarks/bench_serve.py.
 
 EmbeddingEngine (BERT): the requests waiting when the thread comes round are encoded together
 (up to max_batch inputs) by eet_like.encode_sentences.
@@ -32,6 +34,7 @@ from ..generation import logits_process, sampling
 log = logging.getLogger("eet_like.server")
 
 POLICIES = ("continuous", "static")
+STATIC_WINDOW = 0.1  # seconds a static batch waits to fill (service-streamer's default max_latency)
 
 
 class QueueFull(Exception):
@@ -185,7 +188,10 @@ class GenerationEngine(_Worker):
                     self._cv.wait()
                 if self._stop:
                     break
-                admit = self._take()
+                admit, wait = self._take()
+                if wait:  # a static batch still filling
+                    self._cv.wait(wait)
+                    continue
             try:
                 self._iteration(admit)
             except Exception as e:  # a bug or an out-of-memory: fail what runs, keep serving
@@ -206,26 +212,29 @@ class GenerationEngine(_Worker):
         self.metrics.running_rows.set(0)
         self.metrics.queue_depth.set(0)
 
-    def _take(self) -> List[Sequence]:
-        """(under the lock) The waiting sequences to admit now, by policy."""
-        while self._waiting and self._waiting[0].cancelled:
-            self._waiting.popleft().done = True
-            self._queued -= 1
-        if self.policy == "static" and self._rows:
-            free = 0
-        else:
-            free = self.max_batch - len(self._rows)
+    def _take(self) -> Tuple[List[Sequence], float]:
+        """(under the lock) The waiting sequences to admit now, by policy, and how long to wait
+        before asking again when none may start yet (a static batch filling)."""
+        if any(s.cancelled for s in self._waiting):  # clients gone while waiting: their places free up
+            for s in self._waiting:
+                s.done = s.done or s.cancelled
+            self._waiting = collections.deque(s for s in self._waiting if not s.cancelled)
+            self._queued = len(self._waiting)
+        free = self.max_batch - len(self._rows)
+        if self.policy == "static":
+            if self._rows:
+                free = 0
+            elif self._waiting and len(self._waiting) < self.max_batch:
+                left = self._waiting[0].t_submit + STATIC_WINDOW - time.monotonic()
+                if left > 0:
+                    return [], left
         admit = []
         while free > 0 and self._waiting:
-            s = self._waiting.popleft()
+            admit.append(self._waiting.popleft())
             self._queued -= 1
-            if s.cancelled:
-                s.done = True
-                continue
-            admit.append(s)
             free -= 1
         self.metrics.queue_depth.set(self._queued)
-        return admit
+        return admit, 0.0
 
     def _iteration(self, admit: List[Sequence]):
         for s in list(self._rows):
@@ -249,6 +258,9 @@ class GenerationEngine(_Worker):
         self.metrics.step_rows.observe(len(rows))
 
     def _admit(self, s: Sequence):
+        if s.cancelled:
+            s.done = True
+            return
         row = len(self._rows)
         ids = torch.tensor([s.prompt_ids], dtype=torch.int64)
         logits = self.model.prefill_row(row, ids)
