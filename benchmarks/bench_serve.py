@@ -2,7 +2,7 @@
 static batching, side by side in one run.
 
 A GPT-2 checkpoint with RANDOM weights (GPT-2 small shape by default) is saved to a temp dir and
-served three ways, one server process at a time on 127.0.0.1:
+served three ways, by three server processes on 127.0.0.1 (all up, taking turns at each C):
     continuous   --max-batch B                     requests join the running batch at every step
     one-at-a-time --max-batch 1                    the next request starts when one has finished
     static       --max-batch B --batching static   a batch is admitted only when the previous
@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--prompt-max", type=int, default=64)
     p.add_argument("--new-min", type=int, default=8)
     p.add_argument("--new-max", type=int, default=128)
+    p.add_argument("--skip", nargs="+", default=[], metavar="MODE:C",
+                   help="cases not to run, e.g. one-at-a-time:64 (its throughput is that of one row at any C)")
     p.add_argument("--max-batch", type=int, default=None, help="server rows (default: the largest concurrency)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny model, C = 1 4, short requests: a smoke run")
@@ -225,25 +227,34 @@ def main(argv=None):
         print(f"saving a random GPT-2 {a.model} checkpoint ...", file=sys.stderr)
         cfg = save_checkpoint(a.model, model_dir)
         cases = {c: make_requests(a, cfg.vocab_size, n) for c, n in zip(a.concurrency, a.requests)}
-        for mode in a.modes:
-            args = MODES[mode](max_batch) + ["--max-seq-len", str(max_seq), "--max-queue", str(4 * max_batch)]
-            print(f"{mode}: eet-like serve {' '.join(args)}", file=sys.stderr)
-            srv = Server(model_dir, args, os.path.join(tmp, f"{mode}.log"))
-            try:
-                asyncio.run(run_case(srv.url, make_requests(a, cfg.vocab_size, 2), 1))  # warm-up
-                for c in a.concurrency:
+        # All servers stay up (idle ones cost no CPU) and the modes take turns at each C, so a
+        # change in the machine's load during the run hits every mode alike.
+        servers = {}
+        try:
+            for mode in a.modes:
+                args = MODES[mode](max_batch) + ["--max-seq-len", str(max_seq), "--max-queue", str(4 * max_batch)]
+                print(f"{mode}: eet-like serve {' '.join(args)}", file=sys.stderr)
+                servers[mode] = Server(model_dir, args, os.path.join(tmp, f"{mode}.log"))
+                asyncio.run(run_case(servers[mode].url, make_requests(a, cfg.vocab_size, 2), 1))  # warm-up
+            for c in a.concurrency:
+                for mode in a.modes:
+                    if f"{mode}:{c}" in a.skip:
+                        continue
+                    srv = servers[mode]
                     before = server_stats(srv.url)
                     wall, results = asyncio.run(run_case(srv.url, cases[c], c))
                     row = summarize(mode, c, wall, results, before, server_stats(srv.url))
                     rows.append(row)
                     print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
-            finally:
+        finally:
+            for srv in servers.values():
                 srv.stop()
     data = {"benchmark": "serve", "machine": bench.machine_info("cpu"), "quick": a.quick,
             "settings": {"model": a.model, "dtype": "float32", "concurrency": a.concurrency, "requests": a.requests,
                          "prompt_tokens": [a.prompt_min, a.prompt_max],
                          "new_tokens": [a.new_min, a.new_max], "max_batch": max_batch, "max_seq_len": max_seq,
-                         "seed": a.seed, "greedy": True, "streaming": True},
+                         "seed": a.seed, "greedy": True, "streaming": True, "skipped": a.skip,
+                         "interleaved": True},
             "rows": rows}
     print()
     print(table(rows))

@@ -304,7 +304,8 @@ def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]
              f"`--max-batch {st['max_batch']}` (one-at-a-time: 1), `--max-seq-len {st['max_seq_len']}`; one server "
              "process per mode, client on the same machine; random weights. tok/s = generated tokens / wall time of "
              "the case; TTFT = request sent -> first token received; ITL = gap between consecutive tokens of a "
-             "request.", "", source_line(path, info), ""]
+             "request; rows/step = mean rows in the server's decode steps (static batching starts a batch when the "
+             "previous one has finished, after waiting up to 0.1 s for it to fill).", "", source_line(path, info), ""]
     body = []
     for c in sorted({r["concurrency"] for r in rows}):
         cont = by.get(("continuous", c))
@@ -315,9 +316,9 @@ def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]
             speed = "–" if mode == "continuous" or not cont else _ratio(cont["tokens_per_s"] / r["tokens_per_s"])
             body.append([str(c), mode, str(r["requests"]), str(r["tokens"]), _num(r["tokens_per_s"]),
                          _ms(r["ttft_p50_ms"]), _ms(r["ttft_p99_ms"]), _ms(r["itl_p50_ms"]), _ms(r["itl_p99_ms"]),
-                         speed])
+                         _num(r.get("rows_per_step")), speed])
     lines += table(["C", "mode", "requests", "tokens", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",
-                    "ITL p99 ms", "continuous / this"], body) + [""]
+                    "ITL p99 ms", "rows/step", "continuous tok/s / this"], body) + [""]
     c = SERVE_TARGET_CONCURRENCY
     cont = by.get(("continuous", c))
     for base, goal in SERVE_TARGETS.items():

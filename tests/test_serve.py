@@ -574,3 +574,34 @@ def test_embeddings_equal_encode_sentences(tmp_path):
         assert req_count(m, "invalid", "embeddings") == 5
         # every input encoded once, in batches of requests that arrived together
         assert m["eet_like_step_rows_sum"] == sum(1 if isinstance(x, str) else len(x) for x in inputs) + 2 + 1
+
+
+# ---------------------------------------------------------------- the benchmark's report
+
+def test_make_report_tabulates_bench_serve_json(tmp_path):
+    """benchmarks/results/serve_cpu.json (bench_serve.py's output) becomes RESULTS.md rows and targets."""
+    import shutil
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = os.path.join(root, "benchmarks", "results", "serve_cpu.json")
+    if not os.path.exists(src):
+        pytest.skip("no committed bench_serve.py result")
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(src, results / "serve_cpu.json")
+    sys.path.insert(0, os.path.join(root, "benchmarks"))
+    try:
+        import make_report
+    finally:
+        sys.path.pop(0)
+    text = make_report.build(str(results), str(tmp_path / "RESULTS.md"), str(tmp_path / "plots"))
+    with open(src) as f:
+        data = json.load(f)
+    by = {(r["mode"], r["concurrency"]): r for r in data["rows"]}
+    for r in data["rows"]:
+        assert f"| {r['concurrency']} | {r['mode']} | {r['requests']} | {r['tokens']} | {r['tokens_per_s']:.1f} |" \
+            in text, r
+    cont, one = by.get(("continuous", 16)), by.get(("one-at-a-time", 16))
+    if cont and one:
+        ratio = cont["tokens_per_s"] / one["tokens_per_s"]
+        row = next(line for line in text.splitlines() if "C=16: continuous batching ≥ 3.0x one-at-a-time" in line)
+        assert f"{ratio:.2f}x" in row and ("**yes**" if ratio >= 3.0 else "**no**") in row
