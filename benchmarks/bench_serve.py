@@ -249,7 +249,9 @@ def main(argv=None):
         finally:
             for srv in servers.values():
                 srv.stop()
-    data = {"benchmark": "serve", "machine": bench.machine_info("cpu"), "quick": a.quick,
+    machine = bench.machine_info("cpu")
+    machine["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)  # the machine may be shared
+    data = {"benchmark": "serve", "machine": machine, "quick": a.quick,
             "settings": {"model": a.model, "dtype": "float32", "concurrency": a.concurrency, "requests": a.requests,
                          "prompt_tokens": [a.prompt_min, a.prompt_max],
                          "new_tokens": [a.new_min, a.new_max], "max_batch": max_batch, "max_seq_len": max_seq,

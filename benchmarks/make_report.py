@@ -319,6 +319,8 @@ def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]
                          _num(r.get("rows_per_step")), speed])
     lines += table(["C", "mode", "requests", "tokens", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",
                     "ITL p99 ms", "rows/step", "continuous tok/s / this"], body) + [""]
+    if st.get("skipped"):
+        lines += [f"Not run: {', '.join(x.replace(':', ' at C=') for x in st['skipped'])}.", ""]
     c = SERVE_TARGET_CONCURRENCY
     cont = by.get(("continuous", c))
     for base, goal in SERVE_TARGETS.items():
