@@ -101,5 +101,7 @@ setup(
         "test": ["pytest", "transformers>=4.40", "safetensors"],
         # eet_like.ray and `eet-like embed|predict --ray`: batch inference on a Ray cluster
         "ray": ["ray[data]>=2.60", "transformers>=4.40", "safetensors"],
+        "serve": ["starlette>=0.40", "uvicorn>=0.30", "prometheus_client>=0.20", "transformers>=4.40",
+                  "safetensors"],
     },
 )

@@ -5,8 +5,8 @@ benchmarks/results/ (never typed by hand: rerun a benchmark, then this script).
 
 Reads every *.json in --results and recognizes it by content: GPT-2 generation
 (bench_generate.py), BERT (bench_bert.py), fairseq (bench_fairseq.py), ops (bench_ops.py), Ray
-(bench_ray.py), and
-the combined file of `eet-like bench --json` ({"generate": ..., "bert": ...}). Quick smoke runs
+(bench_ray.py), serving (bench_serve.py), and the combined file of `eet-like bench --json`
+({"generate": ..., "bert": ...}). Quick smoke runs
 of the model benchmarks are listed but not tabulated. Each table says its machine, commit and
 date (from the JSON; for older files without them, from the git commit that recorded the file).
 """
@@ -25,6 +25,9 @@ GPT2_CPU_TARGETS = {"transformers": {1: 1.3, 8: 1.5}, "ct2-float32": {1: 1.0, 8:
 BERT_CPU_TARGETS = {"transformers": {1: 1.3, 16: 1.3}, "ctranslate2-float32": {1: 1.0, 16: 1.0}}
 GPT2_GPU_TARGET = ("small", 1, "hf-static-compile", 3.0)
 GPT2_GPU_ROOFLINE_TARGET = ("xl", 1, 0.8)
+# `eet-like serve` at this concurrency: continuous batching's throughput >= goal x each baseline's.
+SERVE_TARGET_CONCURRENCY = 16
+SERVE_TARGETS = {"one-at-a-time": 3.0, "static": 1.3}
 
 
 # ---------------------------------------------------------------- loading
@@ -49,10 +52,10 @@ def _recorded(path: str) -> Dict[str, str]:
 
 
 def classify(data: dict) -> List[tuple]:
-    """[(kind, data)] for one JSON file; kind in generate, bert, fairseq, ops, ray; [] if unknown."""
+    """[(kind, data)] for one JSON file; kind in generate, bert, fairseq, ops, ray, serve; [] if unknown."""
     if "generate" in data and "bert" in data:
         return classify(data["generate"]) + classify(data["bert"])
-    if data.get("benchmark") in ("bert", "ops", "ray"):
+    if data.get("benchmark") in ("bert", "ops", "ray", "serve"):
         return [(data["benchmark"], data)]
     results = data.get("results")
     if isinstance(results, list) and results and "meta" in data:
@@ -65,7 +68,7 @@ def classify(data: dict) -> List[tuple]:
 
 def provenance(kind: str, data: dict, path: str) -> dict:
     """machine/versions/commit/date of one result set, normalized over the JSON formats."""
-    info = dict(data.get("machine") or {}) if kind in ("bert", "ops", "ray") else dict(data["meta"])
+    info = dict(data.get("machine") or {}) if kind in ("bert", "ops", "ray", "serve") else dict(data["meta"])
     if kind == "generate" and "cpu" not in info:
         info["cpu"] = info.get("machine", "?")
     fallback = _recorded(path)
@@ -78,14 +81,15 @@ def provenance(kind: str, data: dict, path: str) -> dict:
 def is_quick(kind: str, data: dict, path: str) -> bool:
     if kind == "generate":
         return bool(data["meta"].get("quick")) or path.endswith("_quick.json")
-    if kind == "bert":
+    if kind in ("bert", "serve"):
         return bool(data.get("quick"))
     return False
 
 
 def load(results_dir: str) -> Dict[str, list]:
     """kind -> [(path, data, info)], sorted by path."""
-    found = {"generate": [], "bert": [], "fairseq": [], "ops": [], "ray": [], "quick": [], "unknown": []}
+    found = {"generate": [], "bert": [], "fairseq": [], "ops": [], "ray": [], "serve": [], "quick": [],
+             "unknown": []}
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         with open(path) as f:
             try:
@@ -98,7 +102,7 @@ def load(results_dir: str) -> Dict[str, list]:
             found["unknown"].append((path, None, None))
         for kind, d in kinds:
             info = provenance(kind, d, path)
-            if is_quick(kind, d, path) and kind in ("generate", "bert"):
+            if is_quick(kind, d, path) and kind in ("generate", "bert", "serve"):
                 found["quick"].append((path, d, info))
             else:
                 found[kind].append((path, d, info))
@@ -339,6 +343,54 @@ def ray_section(path: str, data: dict, info: dict, targets: list) -> List[str]:
     return lines
 
 
+def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]:
+    st, rows = data["settings"], data["rows"]
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    by = {(r["mode"], r["concurrency"]): r for r in rows}
+    lines = [f"### `eet-like serve`: GPT-2 {st['model']}, continuous batching vs one at a time vs static batching "
+             f"({info.get('device', 'cpu')}, {st.get('dtype', '?')})", "",
+             f"A closed loop of C clients, each sending its share of the same requests one after the other "
+             f"(streaming, greedy; prompts of {st['prompt_tokens'][0]}-{st['prompt_tokens'][1]} tokens, "
+             f"{st['new_tokens'][0]}-{st['new_tokens'][1]} new tokens, requests per case "
+             f"{', '.join(f'C={c}: {n}' for c, n in zip(st['concurrency'], st['requests']))}). Server rows "
+             f"`--max-batch {st['max_batch']}` (one-at-a-time: 1), `--max-seq-len {st['max_seq_len']}`; one server "
+             "process per mode, client on the same machine; random weights. tok/s = generated tokens / wall time of "
+             "the case; TTFT = request sent -> first token received; ITL = gap between consecutive tokens of a "
+             "request; rows/step = mean rows in the server's decode steps (static batching starts a batch when the "
+             "previous one has finished, after waiting up to 0.1 s for it to fill).", "", source_line(path, info), ""]
+    body = []
+    for c in sorted({r["concurrency"] for r in rows}):
+        cont = by.get(("continuous", c))
+        for mode in modes:
+            r = by.get((mode, c))
+            if r is None:
+                continue
+            speed = "–" if mode == "continuous" or not cont else _ratio(cont["tokens_per_s"] / r["tokens_per_s"])
+            body.append([str(c), mode, str(r["requests"]), str(r["tokens"]), _num(r["tokens_per_s"]),
+                         _ms(r["ttft_p50_ms"]), _ms(r["ttft_p99_ms"]), _ms(r["itl_p50_ms"]), _ms(r["itl_p99_ms"]),
+                         _num(r.get("rows_per_step")), speed])
+    lines += table(["C", "mode", "requests", "tokens", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",
+                    "ITL p99 ms", "rows/step", "continuous tok/s / this"], body) + [""]
+    if st.get("skipped"):
+        lines += [f"Not run: {', '.join(x.replace(':', ' at C=') for x in st['skipped'])}.", ""]
+    c = SERVE_TARGET_CONCURRENCY
+    cont = by.get(("continuous", c))
+    for base, goal in SERVE_TARGETS.items():
+        r = by.get((base, c))
+        ratio = cont["tokens_per_s"] / r["tokens_per_s"] if cont and r else None
+        targets.append([f"serve GPT-2 {st['model']} CPU, C={c}: continuous batching ≥ {goal}x {base} tokens/s",
+                        _ratio(ratio), _met(ratio, goal), f"`{os.path.basename(path)}`"])
+    r = by.get(("static", c))
+    if cont and r:
+        met = "**yes**" if cont["ttft_p50_ms"] < r["ttft_p50_ms"] else "**no**"
+        measured = f"{_ms(cont['ttft_p50_ms'])} vs {_ms(r['ttft_p50_ms'])} ms"
+    else:
+        met, measured = "not measured", "–"
+    targets.append([f"serve GPT-2 {st['model']} CPU, C={c}: continuous batching p50 TTFT < static batching's",
+                    measured, met, f"`{os.path.basename(path)}`"])
+    return lines
+
+
 # ---------------------------------------------------------------- plots
 
 def plot_speed(png: str, title: str, series: Dict[str, list], ylabel: str) -> Optional[str]:
@@ -387,6 +439,9 @@ def build(results_dir: str, out_path: str, plots_dir: str) -> str:
     for path, data, info in found["fairseq"]:
         dest = gpu if data["meta"]["device"].startswith("cuda") else other
         dest += fairseq_section(path, data, info)
+    for path, data, info in found["serve"]:
+        dest = gpu if data.get("machine", {}).get("device", "cpu").startswith("cuda") else other
+        dest += serve_section(path, data, info, targets)
     for path, data, info in found["ops"]:
         dest = gpu if data.get("machine", {}).get("device", "cpu").startswith("cuda") else other
         dest += ops_section(path, data, info)
@@ -397,7 +452,7 @@ def build(results_dir: str, out_path: str, plots_dir: str) -> str:
              "<!-- Generated by benchmarks/make_report.py from benchmarks/results/*.json; do not edit by hand. -->",
              "", "Written by `python benchmarks/make_report.py` from the JSON the benchmark scripts save in "
              "`benchmarks/results/` (`bench_generate.py`, `bench_bert.py`, `bench_fairseq.py`, `bench_ops.py`, "
-             "`bench_ray.py`; "
+             "`bench_ray.py`, `bench_serve.py`; "
              "`make bench` / `eet-like bench` runs the GPT-2 and BERT ones). Every figure was measured side by side "
              "in one run on the machine named under its table. Models have random weights of the named shapes "
              "(speed does not depend on the weights).", ""]

@@ -8,6 +8,7 @@
                                            batch generation over a JSONL file
     eet-like embed|predict ... --ray       the same on a Ray cluster (eet_like/ray.py)
     eet-like bench                         side-by-side benchmarks (GPT-2 and BERT shapes)
+    eet-like serve --model DIR ...         OpenAI-compatible HTTP server (eet_like/server/)
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -418,6 +419,10 @@ def build_parser():
     b.add_argument("--json", default=None, help="also save the results to this JSON file")
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=cmd_bench)
+
+    from .server import add_arguments as serve_arguments
+    serve_arguments(sub.add_parser("serve", help="OpenAI-compatible HTTP server with continuous batching "
+                                   "(GPT-2: completions, BERT: embeddings)"), model_opts)
     return p
 
 

@@ -34,6 +34,23 @@ class KVCache:
     def max_seq(self) -> int:
         return self.k[0].shape[2]
 
+    def rows(self, start: int, stop: int) -> "KVCache":
+        """Rows [start, stop) as a KVCache of views (contiguous: the row is the outer dim), so a
+        prompt pass can fill one row while other rows hold other sequences."""
+        if not 0 <= start < stop <= self.max_batch:
+            raise ValueError(f"rows [{start}, {stop}) are outside the cache's {self.max_batch} rows")
+        return KVCache([k[start:stop] for k in self.k], [v[start:stop] for v in self.v])
+
+    def copy_row_(self, src: int, dst: int, length: int) -> None:
+        """Row dst <- row src for positions [0, length) (compacting the rows of a running batch)."""
+        for name, r in (("src", src), ("dst", dst)):
+            if not 0 <= r < self.max_batch:
+                raise ValueError(f"{name} row {r} is outside the cache's {self.max_batch} rows")
+        if not 0 <= length <= self.max_seq:
+            raise ValueError(f"length must be in [0, {self.max_seq}], got {length}")
+        for buf in (*self.k, *self.v):
+            buf[dst, :, :length].copy_(buf[src, :, :length])
+
     def reorder_(self, index: torch.Tensor, length: int = None) -> None:
         """Row b of the cache becomes old row index[b] (beam search), for the first `length`
         positions (all when None). Rows beyond index.numel() are left alone."""

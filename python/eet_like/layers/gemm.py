@@ -34,8 +34,16 @@ class PackedDecodeGemm:
 
     MAX_ROWS = 16
 
-    def __init__(self):
-        self._packed = {}  # id(weight) -> (weight, version, packed)
+    def __init__(self, max_rows=MAX_ROWS, _shared=None):
+        self.max_rows = max_rows  # None: any number of rows
+        self._packed = {} if _shared is None else _shared  # id(weight) -> (weight, version, packed)
+
+    def any_rows(self) -> "PackedDecodeGemm":
+        """The same packed weights, used for any number of rows. The packed kernel computes each
+        output row with the same instructions whatever the row count (oneDNN picks kernels by
+        shape), so a row's result does not depend on which other rows share the step: what a
+        server batching independent requests needs for exact per-request results."""
+        return PackedDecodeGemm(max_rows=None, _shared=self._packed)
 
     @staticmethod
     def enabled() -> bool:
@@ -45,8 +53,8 @@ class PackedDecodeGemm:
         return v == "1"
 
     def _use(self, x) -> bool:
-        return (x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() // x.shape[-1] <= self.MAX_ROWS
-                and self.enabled())
+        return (x.device.type == "cpu" and x.dtype == torch.float32
+                and (self.max_rows is None or x.numel() // x.shape[-1] <= self.max_rows) and self.enabled())
 
     def packed(self, w):
         hit = self._packed.get(id(w))

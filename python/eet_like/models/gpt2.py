@@ -251,14 +251,14 @@ class GPT2Model(nn.Module):
             a, h = _ops.add_layernorm(f, h, blk.mlp.b2, nxt.weight, nxt.bias, nxt.eps)
         return a
 
-    def run_decode(self, tokens, position_ids, positions, key_start, cache: KVCache):
+    def run_decode(self, tokens, position_ids, positions, key_start, cache: KVCache, gemm=None):
         """One token per row: tokens/position_ids [n] -> final-layernormed hidden [n, H].
         positions [n] int32 is the cache slot written and attended up to; no host sync (the
         tokens were sampled from the vocabulary and the positions are bounded by the cache, so
-        the embedding skips its range check)."""
+        the embedding skips its range check). gemm: the GEMMs' runner (default self.decode_gemm)."""
         x = _ops.embedding(tokens, position_ids, self.embed.word, self.embed.position,
                            None, None, None, None, 1e-12, False)
-        g = self.decode_gemm
+        g = self.decode_gemm if gemm is None else gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
         a = _ops.layernorm(x, b0.weight, b0.bias, b0.eps)
@@ -434,6 +434,22 @@ class GPT2LMHeadModel(nn.Module):
     def reorder_cache(self, index, length: int):
         reorder(self, self.state, index, length)
 
+    # -- rows at their own positions (continuous batching: eet_like.server) --------------------
+
+    def prefill_row(self, row: int, input_ids):
+        """Prompt pass of one unpadded sequence [1, S] into cache row `row` (positions [0, S)),
+        leaving the other rows alone; returns its last position's logits [1, V]."""
+        return prefill_row(self, row, input_ids)
+
+    def decode_rows(self, tokens, positions):
+        """One token per cache row b in [0, n), each row at its own position: tokens [n] int64,
+        positions [n] int32 (the slot written and attended up to). Returns logits [n, V]."""
+        return decode_rows(self, tokens, positions)
+
+    def move_cache_row(self, src: int, dst: int, length: int):
+        """Cache row dst <- row src, positions [0, length)."""
+        self.cache.copy_row_(src, dst, length)
+
 
 @dataclass
 class DecodeState:
@@ -519,6 +535,57 @@ def _capture_step(model: GPT2LMHeadModel, st: DecodeState, n: int):
     if out.data_ptr() != st.logits.data_ptr():
         raise RuntimeError("decode step graph: logits not written into the static buffer")
     return graph
+
+
+def prefill_row(model: GPT2LMHeadModel, row: int, input_ids):
+    """The prefill of generate() for one prompt alone ([1, S], no padding), but into cache row
+    `row`: cache rows never mix, so the logits (and the cached K/V) are the ones generate()
+    computes for that prompt alone."""
+    _check_input_ids(input_ids)
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"input_ids must be one sequence [1, S], got {list(input_ids.shape)}")
+    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < model.max_batch:
+        raise ValueError(f"row must be an int in [0, {model.max_batch}) (max_batch), got {row!r}")
+    s = input_ids.shape[1]
+    if s > model.max_seq_len:
+        raise ValueError(f"the prompt has {s} tokens, more than max_seq_len={model.max_seq_len}")
+    ids = input_ids.to(device=model.device, dtype=torch.int64)
+    key_start = torch.zeros(1, dtype=torch.int32, device=ids.device)
+    pos = torch.arange(s, device=ids.device)[None, :]
+    hidden = model.transformer.run_prefill(ids, pos, key_start, None, model.cache.rows(row, row + 1),
+                                           last_only=True)
+    return _lm_head(model, model.state, hidden[:, 0])
+
+
+def decode_rows(model: GPT2LMHeadModel, tokens, positions):
+    """A decode step over cache rows [0, n) whose sequences sit at different positions (no
+    padding: a row's position id is its cache slot). On CPU float32 the GEMMs run on the packed
+    kernel for any row count (PackedDecodeGemm.any_rows), whose per-row arithmetic does not
+    depend on the other rows: a row gets exactly the logits generate() computes for its
+    sequence alone (there, a 1-row step also runs on the packed kernel)."""
+    n = tokens.shape[0] if isinstance(tokens, torch.Tensor) and tokens.dim() == 1 else -1
+    if n <= 0 or tokens.dtype != torch.int64:
+        raise ValueError("tokens must be a non-empty [n] int64 tensor")
+    if n > model.max_batch:
+        raise ValueError(f"{n} rows, more than max_batch={model.max_batch}")
+    if not isinstance(positions, torch.Tensor) or positions.shape != (n,) or positions.dtype != torch.int32:
+        raise ValueError(f"positions must be an [n={n}] int32 tensor")
+    # run_decode skips the embedding's range check (no host sync): check here, on the host copy.
+    p, tk = positions.cpu(), tokens.cpu()
+    if int(p.min()) < 0 or int(p.max()) >= model.max_seq_len:
+        raise ValueError(f"positions must be in [0, {model.max_seq_len}) (max_seq_len), got values in "
+                         f"[{int(p.min())}, {int(p.max())}]")
+    if int(tk.min()) < 0 or int(tk.max()) >= model.config.vocab_size:
+        raise ValueError(f"tokens must be in [0, {model.config.vocab_size}) (vocab_size), got values in "
+                         f"[{int(tk.min())}, {int(tk.max())}]")
+    t = model.transformer
+    g = t.decode_gemm.any_rows()
+    dev = model.device
+    positions = positions.to(dev)
+    hidden = t.run_decode(tokens.to(dev), positions.long(), positions, None, model.cache, gemm=g)
+    if hidden.device.type == "cpu":
+        return g.linear(hidden, model.lm_weight, None)
+    return _lm_head(model, model.state, hidden)
 
 
 def _lm_head(model: GPT2LMHeadModel, st: DecodeState, hidden):
