@@ -7,26 +7,6 @@
 
 namespace eet {
 
-namespace {
-
-// x of a GEMM op: float, non-empty [..., K], contiguous. Returns K.
-int64_t check_gemm_input(const at::Tensor& x) {
-  check_float(x, "x");
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
-                    shape_str(x));
-  check_contiguous(x, "x");
-  return x.size(-1);
-}
-
-// x's shape with the last dim replaced by n.
-std::vector<int64_t> with_last_dim(const at::Tensor& x, int64_t n) {
-  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = n;
-  return shape;
-}
-
-}  // namespace
-
 at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
                const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
                c10::string_view activation, const c10::optional<at::Tensor>& residual) {
@@ -99,26 +79,11 @@ at::Tensor pack_linear(const at::Tensor& weight) {
 at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
                          const c10::optional<at::Tensor>& bias, c10::string_view activation) {
   const Act act = to_act(std::string(activation));
-  TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_packed is the CPU GEMM (use linear on "
-                    "CUDA), got ", x.device());
-  const int64_t K = check_gemm_input(x), M = x.numel() / K;
-  check_like(packed, "packed", x, "x");
-  check_contiguous(packed, "packed");
-  TORCH_CHECK_VALUE(out_features > 0, "out_features must be > 0, got ", out_features);
-  const int64_t panels = (out_features + cpu::kPanel - 1) / cpu::kPanel;
-  check_shape(packed, "packed", {panels, K, cpu::kPanel},
-              "[ceil(out_features / 16), K, 16] (from pack_linear of a [out_features, K] weight)");
-  const float* b = nullptr;
-  at::Tensor bb;
-  if (bias.has_value()) {
-    check_like(*bias, "bias", x, "x");
-    check_shape(*bias, "bias", {out_features}, "[out_features]");
-    bb = bias->contiguous();
-    b = bb.data_ptr<float>();
-  }
+  at::Tensor b;
+  const int64_t K = check_packed_gemm(x, packed, at::kFloat, "pack_linear", out_features, bias, "linear_packed", b);
   at::Tensor y = at::empty(with_last_dim(x, out_features), x.options());
-  cpu::gemm_packed(x.data_ptr<float>(), M, K, packed.data_ptr<float>(), out_features, b, act,
-                   y.data_ptr<float>());
+  cpu::gemm_packed(x.data_ptr<float>(), x.numel() / K, K, packed.data_ptr<float>(), out_features,
+                   b.defined() ? b.data_ptr<float>() : nullptr, act, y.data_ptr<float>());
   return y;
 }
 

@@ -4,7 +4,7 @@
 //   pack_linear_int8    int8 [N, K] -> [ceil(N / 16), K, 16] panels (CPU)
 //   linear_int8_packed  act(scales * (x q^T) + bias) on CPU float32 activations, the int8
 //                       weights converted in registers (gemm_packed.cpp)
-#include "binding_common.h"
+#include "gemm.h"
 
 namespace eet {
 
@@ -46,37 +46,15 @@ at::Tensor linear_int8_packed(const at::Tensor& x, const at::Tensor& packed, con
                               int64_t out_features, const c10::optional<at::Tensor>& bias,
                               c10::string_view activation) {
   const Act act = to_act(std::string(activation));
-  check_float(x, "x");
-  TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_int8_packed is the CPU int8 GEMM, got ",
-                    x.device());
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.numel() > 0, "x must be a non-empty [..., K] tensor, got ",
-                    shape_str(x));
-  check_contiguous(x, "x");
-  const int64_t K = x.size(-1), M = x.numel() / K;
-  TORCH_CHECK_TYPE(packed.scalar_type() == at::kChar, "packed must be int8 (from pack_linear_int8), got ",
-                   packed.scalar_type());
-  check_device(packed, "packed", x, "x");
-  check_contiguous(packed, "packed");
-  TORCH_CHECK_VALUE(out_features > 0, "out_features must be > 0, got ", out_features);
-  const int64_t panels = (out_features + cpu::kPanel - 1) / cpu::kPanel;
-  check_shape(packed, "packed", {panels, K, cpu::kPanel},
-              "[ceil(out_features / 16), K, 16] (from pack_linear_int8 of an [out_features, K] weight)");
+  at::Tensor b;
+  const int64_t K = check_packed_gemm(x, packed, at::kChar, "pack_linear_int8", out_features, bias,
+                                      "linear_int8_packed", b);
   check_like(scales, "scales", x, "x");
   check_shape(scales, "scales", {out_features}, "[out_features]");
   const at::Tensor s = scales.contiguous();
-  const float* b = nullptr;
-  at::Tensor bb;
-  if (bias.has_value()) {
-    check_like(*bias, "bias", x, "x");
-    check_shape(*bias, "bias", {out_features}, "[out_features]");
-    bb = bias->contiguous();
-    b = bb.data_ptr<float>();
-  }
-  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = out_features;
-  at::Tensor y = at::empty(shape, x.options());
-  cpu::gemm_packed_int8(x.data_ptr<float>(), M, K, packed.data_ptr<int8_t>(), s.data_ptr<float>(),
-                        out_features, b, act, y.data_ptr<float>());
+  at::Tensor y = at::empty(with_last_dim(x, out_features), x.options());
+  cpu::gemm_packed_int8(x.data_ptr<float>(), x.numel() / K, K, packed.data_ptr<int8_t>(), s.data_ptr<float>(),
+                        out_features, b.defined() ? b.data_ptr<float>() : nullptr, act, y.data_ptr<float>());
   return y;
 }
 
