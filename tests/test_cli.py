@@ -389,3 +389,20 @@ def test_make_report_gpu_tables_and_bench_json(tmp_path):
     assert "`results/bench.json`: quick smoke run" in text
     assert "No CPU GPT-2/BERT results yet" in text
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"generate_cuda_small.png", "bert_cuda.png"}
+
+
+def test_generate_quantize_int8(gpt2_dir, bert_dir, tmp_path):
+    """--quantize int8 loads the int8 model: the text is that model's greedy continuation; BERT
+    has no int8 yet and says so (exit 2, one line)."""
+    res = cli("generate", "--model", gpt2_dir, "--prompt", "The quick brown fox", "--max-new-tokens", 12,
+              "--quantize", "int8")
+    assert res.returncode == 0, res.stderr
+    tok = transformers.AutoTokenizer.from_pretrained(gpt2_dir)
+    model = eet_like.GPT2LMHeadModel.from_pretrained(str(gpt2_dir), max_batch=1, quantize="int8")
+    ids = tok(["The quick brown fox"], return_tensors="pt")["input_ids"]
+    out = model.generate(ids, max_new_tokens=12, pad_token_id=tok.eos_token_id)[0]
+    assert res.stdout == tok.decode(out, skip_special_tokens=True) + "\n"
+    sentences = tmp_path / "s.txt"
+    sentences.write_text("hello\n")
+    assert_user_error(cli("embed", "--model", bert_dir, "--input", sentences, "--quantize", "int8"),
+                      "not supported for BERT yet")

@@ -516,10 +516,35 @@ def test_serve_cli_errors(gpt2_dir):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "eet_like", "serve", *args], capture_output=True, text=True,
                               timeout=120, env=env)
-    r = run("--model", gpt2_dir, "--quantize", "int8")
-    assert r.returncode == 2 and "--quantize int8" in r.stderr and "Traceback" not in r.stderr
+    r = run("--model", gpt2_dir, "--quantize", "int4")
+    assert r.returncode == 2 and "--quantize" in r.stderr and "int8" in r.stderr and "Traceback" not in r.stderr
     r = run("--model", gpt2_dir, "--max-seq-len", str(CONTEXT + 1))
     assert r.returncode == 2 and "max_seq_len" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_int8_server_equals_int8_generate(gpt2_dir, tmp_path):
+    """--quantize int8: the server runs the int8 model; greedy completions equal that model's
+    generate() on the prompt alone."""
+    tok = transformers.AutoTokenizer.from_pretrained(gpt2_dir)
+    model = eet_like.GPT2LMHeadModel.from_pretrained(gpt2_dir, max_batch=1, max_seq_len=64, quantize="int8")
+    prompts = ["The quick brown fox", "Hello", "A longer prompt with a few more words in it"]
+    with serve(gpt2_dir, "--max-batch", 4, "--max-seq-len", 64, "--quantize", "int8", tmp_path=tmp_path) as srv:
+        async def one(client, p):
+            r = await client.post(srv.url + "/v1/completions", json={
+                "prompt": p, "max_tokens": 12, "temperature": 0, "return_token_ids": True})
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["token_ids"]
+
+        async def main():
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                return await asyncio.gather(*(one(client, p) for p in prompts))
+        got = asyncio.run(asyncio.wait_for(main(), 240))
+    for p, ids in zip(prompts, got):
+        x = torch.tensor([tok(p)["input_ids"]])
+        ref = model.generate(x, max_new_tokens=12, pad_token_id=50256)[0, x.shape[1]:].tolist()
+        if len(ref) < 12 or ref[-1] == 50256:
+            ref = ref[:-1]  # stopped at eos: the eos is not part of the text
+        assert ids == ref, (p, ids, ref)
 
 
 # ---------------------------------------------------------------- embeddings

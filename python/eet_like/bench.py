@@ -41,7 +41,7 @@ BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_at
                  intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
 BERT_QUICK = dict(BERT_BASE, num_hidden_layers=2)
 
-GPT2_CPU_ENGINES = ["eet_like", "transformers", "ct2-float32", "ct2-int8"]
+GPT2_CPU_ENGINES = ["eet_like", "eet_like-int8", "transformers", "ct2-float32", "ct2-int8"]
 GPT2_CUDA_ENGINES = ["eet_like", "hf-eager", "hf-sdpa", "hf-static-compile"]
 CT2_MISSING = "CTranslate2 is not installed (pip install ctranslate2): its rows are left out"
 
@@ -232,6 +232,13 @@ def _gpt2_cpu_engines(s: GenerateSettings, shape: str, tmp: str, log: Log):
     if "eet_like" in s.engines:
         fns["eet_like"] = lambda ids: eet.generate(ids, max_new_tokens=s.new, min_new_tokens=s.new,
                                                    do_sample=False)[:, s.prompt:]
+        fns["eet_like"].model = eet
+    if "eet_like-int8" in s.engines:
+        eet8 = GPT2LMHeadModel.from_pretrained(tmp, dtype=torch.float32, device="cpu", max_batch=max(s.batch),
+                                               max_seq_len=s.prompt + s.new, quantize="int8")
+        fns["eet_like-int8"] = lambda ids: eet8.generate(ids, max_new_tokens=s.new, min_new_tokens=s.new,
+                                                         do_sample=False)[:, s.prompt:]
+        fns["eet_like-int8"].model = eet8
     if "transformers" in s.engines:
         fns["transformers"] = lambda ids: hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=s.new,
                                                       min_new_tokens=s.new, do_sample=False,
@@ -340,6 +347,9 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
                     secs = best[eng]
                     r = dict(model=shape, engine=eng, batch=b, dtype=s.dtype, tokens_per_s=b * s.new / secs,
                              seconds=secs, token_agreement=agree)
+                    m = getattr(fns[eng], "model", None)
+                    if m is not None:  # weights + scales + packed copies the eet_like model holds
+                        r["model_bytes"] = m.memory_bytes()
                     if bw is not None:
                         elem = torch.empty((), dtype=getattr(torch, s.dtype)).element_size()
                         r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem)
@@ -388,8 +398,9 @@ def generate_table(data: dict) -> str:
         speed = "-" if r["eet_like_speedup"] is None else f"{r['eet_like_speedup']:.2f}"
         agree = "-" if r["token_agreement"] is None else f"{r['token_agreement']:.0%}"
         roof = f"  {r['roofline_fraction']:.0%} of {r['roofline_tokens_per_s']:.0f}" if "roofline_fraction" in r else ""
+        mem = f"  weights {r['model_bytes'] / 2**20:.0f} MiB" if r.get("model_bytes") else ""
         lines.append(f"{r['model']:6s} {r['batch']:5d}  {r['engine']:18s} {r['tokens_per_s']:9.1f} {speed:>10s} "
-                     f"{agree:>11s}{roof}")
+                     f"{agree:>11s}{roof}{mem}")
     return "\n".join(lines)
 
 

@@ -110,9 +110,14 @@ def _check_gpt2(args):
     return dtype
 
 
+def _quantize(args):
+    """--quantize as the loaders take it (None or "int8")."""
+    return None if args.quantize == "none" else args.quantize
+
+
 def _load_gpt2(args, max_batch, max_seq_len=None):
     import eet_like
-    kw = dict(dtype=_check_gpt2(args), device=args.device, max_batch=max_batch)
+    kw = dict(dtype=_check_gpt2(args), device=args.device, max_batch=max_batch, quantize=_quantize(args))
     if max_seq_len is not None:
         kw["max_seq_len"] = max_seq_len
     return eet_like.GPT2LMHeadModel.from_pretrained(args.model, **kw)
@@ -159,6 +164,8 @@ def embedding_record(row, vec):
 
 def _ray_cli(args):
     """eet_like.ray for `--ray`; the Ray options without --ray are a mistake."""
+    if args.ray and args.quantize != "none":
+        raise CliError("--quantize with --ray is not supported yet (the Ray workers load float weights)")
     if not args.ray:
         for opt in ("ray_address", "num_workers", "threads_per_worker"):
             if getattr(args, opt) is not None:
@@ -195,7 +202,8 @@ def cmd_embed(args):
     dtype = _torch_dtype(args.dtype)
     _check_device(args.device, dtype)
     tok = _tokenizer(args.model)
-    model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device)
+    model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device,
+                                               quantize=_quantize(args))
     emb = eet_like.encode_sentences(model, tok, texts, pooling=args.pooling, normalize=not args.no_normalize,
                                     batch_size=args.batch_size)
     emb = emb.float().cpu().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb, dtype=np.float32)
@@ -361,6 +369,8 @@ def build_parser():
         q.add_argument("--model", required=True, help="local transformers checkpoint directory")
         q.add_argument("--dtype", default="float32", help="float32 (CPU/GPU), float16, bfloat16 (GPU)")
         q.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+        q.add_argument("--quantize", default="none", choices=["none", "int8"],
+                       help="int8: weight-only int8 weights (GPT-2 on CPU float32 for now)")
 
     def sampling_opts(q):
         q.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")

@@ -2,7 +2,7 @@
 from .attention import SelfAttention
 from .embedding import Embedding
 from .ffn import FeedForward
-from .gemm import Gemm, PackedDecodeGemm
+from .gemm import Gemm, Int8Weight, PackedDecodeGemm
 from .layernorm import LayerNorm
 
-__all__ = ["Embedding", "FeedForward", "Gemm", "PackedDecodeGemm", "LayerNorm", "SelfAttention"]
+__all__ = ["Embedding", "FeedForward", "Gemm", "Int8Weight", "PackedDecodeGemm", "LayerNorm", "SelfAttention"]

@@ -1,23 +1,59 @@
 """The GEMM entry points the model code calls: both are eet_like ops, whose CPU backend
 (oneDNN with fused bias/activation, or torch.mm + the eet_like bias_act epilogue) is chosen
 inside the ops (eet_like.ops.cpu_gemm(), EET_LIKE_CPU_GEMM); PackedDecodeGemm runs the
-few-row GEMMs of CPU decode steps on prepacked weights."""
+few-row GEMMs of CPU decode steps on prepacked weights. A weight may also be an Int8Weight
+(quantize="int8"): every entry point then runs the packed int8 kernel."""
 import os
+from dataclasses import dataclass
 
 import torch
 
 _ops = torch.ops.eet_like
 
 
+@dataclass(eq=False)
+class Int8Weight:
+    """A weight-only int8 [out_features, in_features] nn.Linear weight in place of the float one:
+    the packed int8 panels of ops.pack_linear_int8 and the per-row scales of ops.quantize_int8
+    (W ~ q * scales[:, None]). The float weight is not kept."""
+    packed: torch.Tensor   # [ceil(N / 16), K, 16] int8
+    scales: torch.Tensor   # [N] float32
+    shape: tuple           # (N, K)
+
+    @classmethod
+    def quantize(cls, w: torch.Tensor) -> "Int8Weight":
+        q, scales = _ops.quantize_int8(w.detach().contiguous())
+        return cls(_ops.pack_linear_int8(q), scales, tuple(w.shape))
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Dequantized rows W[index] ([*index.shape, K] float32): the embedding lookup of a
+        quantized tied word-embedding matrix."""
+        n, k = self.shape
+        flat = index.reshape(-1)
+        panel, col = flat // 16, flat % 16
+        q = self.packed[panel, :, col]                      # [T, K] int8
+        return (q.float() * self.scales[flat, None]).view(*index.shape, k)
+
+    def nbytes(self) -> int:
+        return self.packed.numel() * self.packed.element_size() + self.scales.numel() * 4
+
+    def linear(self, x, b, activation="identity"):
+        return _ops.linear_int8_packed(x.contiguous(), self.packed, self.scales, self.shape[0], b, activation)
+
+
 class Gemm:
     @staticmethod
     def linear(x, w, b):
         """x @ w.T + b; x is made contiguous (a no-op when it already is)."""
+        if isinstance(w, Int8Weight):
+            return w.linear(x, b)
         return _ops.linear(x.contiguous(), w, b, "identity")
 
     @staticmethod
     def ffn(m, mlp):
         """act(m W1^T + b1) W2^T for a FeedForward `mlp`; b2 is left to the next add_layernorm."""
+        if isinstance(mlp.w1, Int8Weight):
+            return mlp.w2.linear(mlp.w1.linear(m, mlp.b1, mlp.activation), None)
         return _ops.ffn(m, mlp.w1, mlp.b1, mlp.w2, None, mlp.activation, None)
 
 
@@ -56,6 +92,10 @@ class PackedDecodeGemm:
         return (x.device.type == "cpu" and x.dtype == torch.float32
                 and (self.max_rows is None or x.numel() // x.shape[-1] <= self.max_rows) and self.enabled())
 
+    def nbytes(self) -> int:
+        """Bytes of the packed float copies made so far."""
+        return sum(p.numel() * p.element_size() for _, _, p in self._packed.values())
+
     def packed(self, w):
         hit = self._packed.get(id(w))
         if hit is None or hit[0] is not w or hit[1] != w._version:
@@ -64,12 +104,14 @@ class PackedDecodeGemm:
         return hit[2]
 
     def linear(self, x, w, b, activation="identity"):
+        if isinstance(w, Int8Weight):
+            return w.linear(x, b, activation)
         if not self._use(x):
             return _ops.linear(x.contiguous(), w, b, activation)
         return _ops.linear_packed(x.contiguous(), self.packed(w), w.shape[0], b, activation)
 
     def ffn(self, m, mlp):
         """act(m W1^T + b1) W2^T (b2 left to the next add_layernorm), as Gemm.ffn."""
-        if not self._use(m):
+        if isinstance(mlp.w1, Int8Weight) or not self._use(m):
             return Gemm.ffn(m, mlp)
         return self.linear(self.linear(m, mlp.w1, mlp.b1, mlp.activation), mlp.w2, None)

@@ -174,13 +174,17 @@ class BertModel(nn.Module):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path_or_hf_model, dtype=None, device=None,
-                        add_pooling_layer: Optional[bool] = None) -> "BertModel":
+                        add_pooling_layer: Optional[bool] = None, quantize: Optional[str] = None) -> "BertModel":
         """path_or_hf_model: a local transformers directory (config.json + safetensors/.bin,
         BertModel or BertFor* checkpoints) or an in-memory transformers BertModel / BertFor*
         model (its `bert`). dtype defaults to float32 (CPU) / float16 (CUDA) for directories,
         to the model's own dtype for in-memory models; device defaults to the model's device
         (cpu for directories). add_pooling_layer: None = use the pooler if its weights are
-        there; True requires them; False drops them."""
+        there; True requires them; False drops them. quantize: only None so far (int8 BERT is
+        not written yet: it raises rather than running float32 silently)."""
+        if quantize is not None:
+            raise ValueError(f"quantize={quantize!r} is not supported for BERT yet (GPT-2 has quantize='int8' "
+                             "on CPU); pass quantize=None")
         from ..integrations.transformers import load_config_and_state_dict, strip_prefix
 
         in_memory = not isinstance(path_or_hf_model, (str, os.PathLike))

@@ -26,7 +26,7 @@ from ..generation import decode as _decode
 from ..generation.decode import check_input_ids as _check_input_ids, check_mask as _check_mask
 from ..generation.kv_cache import KVCache
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
-from ..layers import Embedding, FeedForward, Gemm, LayerNorm, PackedDecodeGemm, SelfAttention
+from ..layers import Embedding, FeedForward, Gemm, Int8Weight, LayerNorm, PackedDecodeGemm, SelfAttention
 
 _ops = torch.ops.eet_like
 
@@ -222,13 +222,26 @@ class GPT2Model(nn.Module):
 
     # -- compute ---------------------------------------------------------------------------
 
+    def _embed(self, ids, position_ids, check: bool):
+        """word[ids] + position[position_ids]; check=False skips the range check (no host sync).
+        A quantized (tied) word matrix is dequantized row by row."""
+        word = self.embed.word
+        if not isinstance(word, Int8Weight):
+            return _ops.embedding(ids, position_ids, word, self.embed.position, None, None, None, None,
+                                  1e-12, check)
+        if check:
+            for t, n, name in ((ids, word.shape[0], "input_ids"), (position_ids, self.embed.position.shape[0],
+                                                                   "position_ids")):
+                if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+                    raise ValueError(f"{name} must be in [0, {n}), got values in [{int(t.min())}, {int(t.max())}]")
+        return word.rows(ids) + self.embed.position[position_ids]
+
     def run_prefill(self, input_ids, position_ids, key_start=None, key_end=None, cache: KVCache = None,
                     last_only: bool = False):
         """The prompt pass: [B, S] ids -> final-layernormed hidden [B, S, H] ([B, 1, H] with
         last_only: the last block's FFN and ln_f run on the last position only). With
         `cache`, K/V of positions [0, S) of every layer are written into rows [0, B)."""
-        x = _ops.embedding(input_ids, position_ids, self.embed.word, self.embed.position,
-                           None, None, None, None, 1e-12)
+        x = self._embed(input_ids, position_ids, True)
         g = Gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
@@ -256,8 +269,7 @@ class GPT2Model(nn.Module):
         positions [n] int32 is the cache slot written and attended up to; no host sync (the
         tokens were sampled from the vocabulary and the positions are bounded by the cache, so
         the embedding skips its range check). gemm: the GEMMs' runner (default self.decode_gemm)."""
-        x = _ops.embedding(tokens, position_ids, self.embed.word, self.embed.position,
-                           None, None, None, None, 1e-12, False)
+        x = self._embed(tokens, position_ids, False)
         g = self.decode_gemm if gemm is None else gemm
         blocks = self.blocks
         b0 = blocks[0].ln_1
@@ -337,6 +349,7 @@ class GPT2LMHeadModel(nn.Module):
         self.cache = KVCache.allocate(config.n_layer, max_batch, config.n_head, max_seq_len,
                                       config.head_dim, dtype=dtype, device=dev)
         self.state = DecodeState.allocate(max_batch, config.vocab_size, dtype, dev)
+        self.quantization = None   # or "int8" after quantize_()
         self._decode_graphs = {}   # rows -> torch.cuda.CUDAGraph of one decode step (CUDA only)
         self._graph_pool = None
         # Defaults for generate(): the checkpoint's generation config (generation_config.json
@@ -361,14 +374,16 @@ class GPT2LMHeadModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_hf_model, dtype=torch.float32, device=None, max_batch: int = 8,
-                        max_seq_len: Optional[int] = None, **kwargs):
+                        max_seq_len: Optional[int] = None, quantize: Optional[str] = None, **kwargs):
         """A local transformers directory (config.json + model.safetensors / pytorch_model.bin,
         optional generation_config.json) or an in-memory transformers GPT2LMHeadModel/GPT2Model.
         max_batch/max_seq_len size the preallocated KV cache (rows include beams and
-        num_return_sequences); generate() requests beyond them raise ValueError."""
+        num_return_sequences); generate() requests beyond them raise ValueError.
+        quantize="int8": weight-only int8 (see quantize_), CPU float32 for now."""
         if kwargs:
             raise ValueError(f"GPT2LMHeadModel.from_pretrained got unknown arguments: {sorted(kwargs)}")
         _check_device_dtype(dtype, device)
+        _check_quantize(quantize, dtype, device)
         cfg, state = load_config_and_state_dict(path_or_hf_model)
         config = GPT2Config.from_hf(cfg)
         model = cls(config, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len,
@@ -384,7 +399,50 @@ class GPT2LMHeadModel(nn.Module):
                                  f"expected {list(model.lm_head.shape)}")
             with torch.no_grad():
                 model.lm_head.copy_(lm)
-        return model.eval()
+        return model.quantize_(quantize).eval()
+
+    def quantize_(self, quantize: Optional[str] = "int8") -> "GPT2LMHeadModel":
+        """Weight-only int8 in place (None: no change). Every linear weight of the blocks and the
+        LM head becomes an Int8Weight (one symmetric scale per output row, the packed int8 GEMM
+        of every pass); the float weights are dropped. The tied word-embedding matrix is stored
+        once, in int8, and its rows are dequantized at lookup (a few rows per step), so the
+        model holds about a quarter of its float32 bytes (memory_bytes())."""
+        _check_quantize(quantize, self.dtype, self.device)
+        if quantize is None or self.quantization == quantize:
+            return self
+        t = self.transformer
+        with torch.no_grad():
+            for blk in t.blocks:
+                for mod, name in ((blk.attn, "qkv_weight"), (blk.attn, "out_weight"), (blk.mlp, "w1"),
+                                  (blk.mlp, "w2")):
+                    q = Int8Weight.quantize(getattr(mod, name))
+                    delattr(mod, name)
+                    setattr(mod, name, q)
+            if self.lm_head is None:
+                q = Int8Weight.quantize(t.embed.word)
+                del t.embed.word
+                t.embed.word = q
+            else:
+                q = Int8Weight.quantize(self.lm_head)
+                del self.lm_head
+                self.lm_head = q
+        t.decode_gemm = PackedDecodeGemm()  # drop float packed copies made before
+        self.quantization = quantize
+        return self
+
+    def memory_bytes(self) -> int:
+        """Bytes of the weights this model holds: parameters, int8 weights and scales, and the
+        packed copies of the CPU decode GEMM (the KV cache and decode buffers not counted)."""
+        seen, total = set(), 0
+        for p in self.parameters():
+            if p.data_ptr() not in seen:
+                seen.add(p.data_ptr())
+                total += p.numel() * p.element_size()
+        for m in self.modules():
+            for v in vars(m).values():
+                if isinstance(v, Int8Weight):
+                    total += v.nbytes()
+        return total + self.transformer.decode_gemm.nbytes()
 
     @torch.no_grad()
     def forward(self, input_ids, attention_mask=None, position_ids=None):
@@ -605,6 +663,19 @@ def reorder(model: GPT2LMHeadModel, st: DecodeState, index, length: int):
     for buf in (st.key_start, st.position_ids, st.positions):
         buf[:n] = buf.index_select(0, index)
     st.n = n
+
+
+QUANTIZE_MODES = (None, "int8")
+
+
+def _check_quantize(quantize, dtype, device) -> None:
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE_MODES))}, got {quantize!r}")
+    if quantize is not None:
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        if dev.type != "cpu" or dtype != torch.float32:
+            raise ValueError(f"quantize={quantize!r} runs on CPU float32 for now (the CUDA int8 kernels are not "
+                             f"written yet), got device={dev.type}, dtype={dtype}")
 
 
 def _read_generation_defaults(path_or_hf_model) -> dict:

@@ -28,7 +28,6 @@ def add_arguments(p, model_opts):
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="on SIGTERM/SIGINT, seconds to let accepted requests finish (default 30)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: --model)")
-    p.add_argument("--quantize", default="none", help="only 'none' for now (int8 weights are not available yet)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
     def run(args):

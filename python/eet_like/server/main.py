@@ -21,9 +21,8 @@ def _need_serve_extra():
 
 
 def _check_args(args):
-    if args.quantize not in (None, "none"):
-        raise CliError(f"--quantize {args.quantize}: quantized weights are not available in eet_like yet; "
-                       "only --quantize none")
+    if args.quantize not in (None, "none", "int8"):
+        raise CliError(f"--quantize must be none or int8, got {args.quantize!r}")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in [0, 65535], got {args.port}")
     for name in ("max_batch", "max_queue"):
@@ -48,7 +47,8 @@ def _load(args, metrics):
     if model_type == "gpt2":
         tok = _tokenizer(args.tokenizer or args.model)
         model = eet_like.GPT2LMHeadModel.from_pretrained(args.model, dtype=dtype, device=args.device,
-                                                         max_batch=args.max_batch, max_seq_len=args.max_seq_len)
+                                                         max_batch=args.max_batch, max_seq_len=args.max_seq_len,
+                                                         quantize=None if args.quantize == "none" else args.quantize)
         engine = GenerationEngine(model, tok, args.max_queue, metrics, policy=args.batching)
         spec = ModelSpec(name, "completions", lambda t: tok(t)["input_ids"], model.config.vocab_size,
                          model.max_seq_len, args.max_queue)
@@ -56,7 +56,8 @@ def _load(args, metrics):
         if args.batching != "continuous":
             raise CliError("--batching applies to GPT-2 models (BERT requests are always batched as they come)")
         tok = _tokenizer(args.tokenizer or args.model)
-        model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device)
+        model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device,
+                                                   quantize=None if args.quantize == "none" else args.quantize)
         limit = model.config.max_position_embeddings
         default = getattr(model, "sentence_max_seq_length", None) or limit
         tml = getattr(tok, "model_max_length", None)
