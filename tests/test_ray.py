@@ -81,7 +81,9 @@ def cluster():
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (PYTHONPATH, os.environ.get("PYTHONPATH")) if p),
                RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               # ray.init on a loaded 2-core machine can take longer than the 60 s default
+               EET_LIKE_RAY_CONNECT_TIMEOUT="240")
     env.pop("EET_DEBUG", None)
     env.pop("RAY_ADDRESS", None)
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")

@@ -272,12 +272,21 @@ def generate_dataset(ds: "ray.data.Dataset", model_dir: str, prompt_column: str 
 
 # ---------------------------------------------------------------- connecting
 
-def connect(address: Optional[str] = None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def connect(address: Optional[str] = None, timeout: Optional[float] = None) -> None:
     """ray.init for the CLI: address None starts a local Ray instance; HOST:PORT (a head's GCS
     port, `ray start --head --port`) or "auto" joins a running cluster. An unreachable address
-    fails within `timeout` seconds with ConnectionError."""
+    fails within `timeout` seconds (default CONNECT_TIMEOUT_S, or EET_LIKE_RAY_CONNECT_TIMEOUT
+    for a slow or loaded driver machine) with ConnectionError."""
     if ray.is_initialized():
         return
+    if timeout is None:
+        v = os.environ.get("EET_LIKE_RAY_CONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
+        try:
+            timeout = float(v)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise ValueError(f"EET_LIKE_RAY_CONNECT_TIMEOUT must be a number of seconds > 0, got {v!r}")
     kw = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
     if address is None:
         ray.init(address="local", include_dashboard=False, **kw)
