@@ -41,12 +41,14 @@ def test_pack_linear_int8_matches_reference(n, k):
     assert torch.equal(p, reference.pack_linear_int8(q))
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 8, 11, 17])
+# Every row block (6/4/3/2/1 and chunks) on small shapes; two row counts on a GPT-2-sized one.
+CASES = [(rows, n, k, bias) for rows in (1, 2, 3, 4, 5, 6, 8, 11, 17) for n, k, bias in ((50, 33, True), (64, 768, False))]
+CASES += [(rows, 2304, 768, True) for rows in (1, 8)]
+
+
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("n,k,with_bias", [(50, 33, True), (64, 768, False), (2304, 768, True)])
+@pytest.mark.parametrize("rows,n,k,with_bias", CASES)
 def test_linear_int8_packed_matches_reference(rows, act, n, k, with_bias):
-    if n == 2304 and rows not in (1, 8):
-        pytest.skip("large shape: two row counts are enough")
     g = torch.Generator().manual_seed(rows)
     x = torch.randn(rows, k, generator=g)
     q, s = ops.quantize_int8(weight(n, k, seed=rows))
