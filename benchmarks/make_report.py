@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The performance targets (PRODUCT.md): (batch, minimum eet_like / peer speed).
 GPT2_CPU_TARGETS = {"transformers": {1: 1.3, 8: 1.5}, "ct2-float32": {1: 1.0, 8: 1.0}}
 BERT_CPU_TARGETS = {"transformers": {1: 1.3, 16: 1.3}, "ctranslate2-float32": {1: 1.0, 16: 1.0}}
+GPT2_CPU_INT8_TARGETS = {1: 1.3, 8: 1.0}  # eet_like-int8 / ct2-int8 tokens/s
 GPT2_GPU_TARGET = ("small", 1, "hf-static-compile", 3.0)
 GPT2_GPU_ROOFLINE_TARGET = ("xl", 1, 0.8)
 # `eet-like serve` at this concurrency: continuous batching's throughput >= goal x each baseline's.
@@ -198,7 +199,7 @@ def generate_section(path: str, data: dict, info: dict, plots_dir: str, out_dir:
                       "measured in the same run) / the bytes one decode step must read (every weight once + the "
                       f"K/V cache at the mean context {m['prompt'] + m['new_tokens'] // 2}); prefill is in the "
                       "measured time, not in the roofline.", ""]
-        png = plot_speed(os.path.join(plots_dir, f"generate_{m['device']}_{model}.png"),
+        png = plot_speed(os.path.join(plots_dir, f"{os.path.splitext(os.path.basename(path))[0]}_{model}.png"),
                          f"GPT-2 {model} greedy generation, {m['device']} {m['dtype']} ({info.get('cpu', '')})",
                          {e: [(b, by[(b, e)]["tokens_per_s"]) for b in batches if (b, e) in by] for e in engines},
                          "tokens/s")
@@ -211,7 +212,14 @@ def generate_section(path: str, data: dict, info: dict, plots_dir: str, out_dir:
                     ratio = eet["tokens_per_s"] / r["tokens_per_s"] if eet and r else None
                     what = f"≥ {goal}x {peer}" if goal != 1.0 else f"not slower than {peer}"
                     targets.append([f"GPT-2 small CPU fp32, batch {b}: eet_like {what}", _ratio(ratio),
-                                    _met(ratio, goal), f"`{os.path.basename(path)}`"])
+                                    _met(ratio, goal), f"`{os.path.basename(path)}` ({info.get('cpu', '?')})"])
+            for b, goal in GPT2_CPU_INT8_TARGETS.items():
+                e8, c8 = by.get((b, "eet_like-int8")), by.get((b, "ct2-int8"))
+                if e8 and c8:
+                    ratio = e8["tokens_per_s"] / c8["tokens_per_s"]
+                    targets.append([f"GPT-2 small CPU int8, batch {b}: eet_like-int8 ≥ {goal}x ct2-int8",
+                                    _ratio(ratio), _met(ratio, goal),
+                                    f"`{os.path.basename(path)}` ({info.get('cpu', '?')})"])
         if m["device"].startswith("cuda"):
             shape, b, peer, goal = GPT2_GPU_TARGET
             if model == shape:
