@@ -311,6 +311,7 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
         f"torch threads {torch.get_num_threads()}")
     load_start = os.getloadavg()[0]
     bw = None
+    elem_bytes = torch.empty((), dtype=getattr(torch, s.dtype)).element_size()
     if gpu:
         bw = copy_bandwidth(s.device)
         log(f"# copy bandwidth {bw / 1e12:.2f} TB/s (read + write); roofline = batch * bandwidth / bytes per "
@@ -351,8 +352,7 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
                     if m is not None:  # weights + scales + packed copies the eet_like model holds
                         r["model_bytes"] = m.memory_bytes()
                     if bw is not None:
-                        elem = torch.empty((), dtype=getattr(torch, s.dtype)).element_size()
-                        r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem)
+                        r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem_bytes)
                         r["roofline_tokens_per_s"] = b * bw / r["decode_step_bytes"]
                         r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
                     results.append(r)

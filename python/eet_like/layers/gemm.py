@@ -28,7 +28,7 @@ class Int8Weight:
     def rows(self, index: torch.Tensor) -> torch.Tensor:
         """Dequantized rows W[index] ([*index.shape, K] float32): the embedding lookup of a
         quantized tied word-embedding matrix."""
-        n, k = self.shape
+        k = self.shape[1]
         flat = index.reshape(-1)
         panel, col = flat // 16, flat % 16
         q = self.packed[panel, :, col]                      # [T, K] int8

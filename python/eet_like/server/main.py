@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from ..cli import CliError, _check_device, _model_dir, _tokenizer, _torch_dtype
+from ..cli import CliError, _check_device, _model_dir, _quantize, _tokenizer, _torch_dtype
 
 
 def _need_serve_extra():
@@ -21,8 +21,6 @@ def _need_serve_extra():
 
 
 def _check_args(args):
-    if args.quantize not in (None, "none", "int8"):
-        raise CliError(f"--quantize must be none or int8, got {args.quantize!r}")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in [0, 65535], got {args.port}")
     for name in ("max_batch", "max_queue"):
@@ -48,7 +46,7 @@ def _load(args, metrics):
         tok = _tokenizer(args.tokenizer or args.model)
         model = eet_like.GPT2LMHeadModel.from_pretrained(args.model, dtype=dtype, device=args.device,
                                                          max_batch=args.max_batch, max_seq_len=args.max_seq_len,
-                                                         quantize=None if args.quantize == "none" else args.quantize)
+                                                         quantize=_quantize(args))
         engine = GenerationEngine(model, tok, args.max_queue, metrics, policy=args.batching)
         spec = ModelSpec(name, "completions", lambda t: tok(t)["input_ids"], model.config.vocab_size,
                          model.max_seq_len, args.max_queue)
@@ -57,7 +55,7 @@ def _load(args, metrics):
             raise CliError("--batching applies to GPT-2 models (BERT requests are always batched as they come)")
         tok = _tokenizer(args.tokenizer or args.model)
         model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device,
-                                                   quantize=None if args.quantize == "none" else args.quantize)
+                                                   quantize=_quantize(args))
         limit = model.config.max_position_embeddings
         default = getattr(model, "sentence_max_seq_length", None) or limit
         tml = getattr(tok, "model_max_length", None)
