@@ -15,17 +15,12 @@ from . import _C  # noqa: F401  (registers torch.ops.eet_like.*)
 from . import _meta  # noqa: F401  (fake kernels for torch.compile / opcheck)
 from . import ops, reference
 from .embeddings import encode_sentences
-from .models.bert import BertModel
-from .models.gpt2 import GPT2LMHeadModel, GPT2Model
+from .models import BertModel, GPT2LMHeadModel, GPT2Model
+from .validation import cuda_kernels_available
 
 __version__ = "0.1.0"
 
 _MODEL_CLASSES = {"gpt2": GPT2LMHeadModel, "bert": BertModel}
-
-
-def cuda_kernels_available() -> bool:
-    """True when this build of eet_like contains the CUDA kernels (a GPU may still be absent)."""
-    return bool(_C.cuda_kernels_available())
 
 
 def from_pretrained(path_or_hf_model, **kwargs):

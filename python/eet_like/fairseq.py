@@ -8,7 +8,7 @@
 fairseq's own SequenceGenerator then decodes with the eet_like kernels. Importing this module
 imports fairseq; `import eet_like` alone never does.
 """
-from .integrations.fairseq import (ACTIVATIONS, FairseqCheckpoint, TransformerDecoder, load_checkpoint,
-                                   optimize)
+from .integrations.fairseq import ACTIVATIONS, TransformerDecoder, optimize
+from .integrations.fairseq_checkpoint import FairseqCheckpoint, load_checkpoint
 
 __all__ = ["TransformerDecoder", "optimize", "load_checkpoint", "FairseqCheckpoint", "ACTIVATIONS"]

@@ -1,4 +1,5 @@
-"""Decoding machinery: the preallocated KV cache (and, with the models, the decode loop)."""
+"""Decoding machinery: the KV cache, the decode state, and the generate() loop (decode.py)."""
 from .kv_cache import KVCache
+from .state import DecodeState
 
-__all__ = ["KVCache"]
+__all__ = ["DecodeState", "KVCache"]

@@ -3,42 +3,21 @@
     model.check_request(rows, max_length)   raise before any compute if it does not fit
     model.prefill(input_ids [n, S], key_start [n] int32) -> last-position logits [n, V]
     model.decode_step(tokens [n]) -> logits [n, V]       one token per row, static shapes
-    model.reorder_cache(index [m], length)               row b <- old row index[b]
+    model.reorder_cache(index [m])                       row b <- old row index[b]
 
 A left-padded batch is prefilled once (num_beams / num_return_sequences copies are made by
 reordering the cache, not by re-running the prompt), then decoded one token per row per step.
 Semantics, defaults and output shapes follow transformers' generate (see config.py and
 logits_process.py); rows that finish keep being fed pad tokens and are padded with pad_token_id.
 """
-from dataclasses import dataclass
-from typing import Optional, Tuple
-
 import torch
 
 from .. import ops
+from ..outputs import GenerateOutput
+from ..validation import check_like_ids, check_token_ids
 from . import beam as _beam
 from . import logits_process, sampling
 from .config import GenerationOptions, resolve
-
-
-@dataclass
-class GenerateOutput:
-    """return_dict_in_generate=True (the fields of transformers' GenerateDecoderOnlyOutput /
-    GenerateBeamDecoderOnlyOutput that eet_like produces)."""
-    sequences: torch.Tensor
-    scores: Optional[Tuple[torch.Tensor, ...]] = None
-    logits: Optional[Tuple[torch.Tensor, ...]] = None
-    sequences_scores: Optional[torch.Tensor] = None
-    beam_indices: Optional[torch.Tensor] = None
-    attentions: None = None
-    hidden_states: None = None
-    past_key_values: None = None
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return getattr(self, key)
-        return tuple(v for v in (self.sequences, self.scores, self.logits, self.sequences_scores,
-                                 self.beam_indices) if v is not None)[key]
 
 
 def _infer_mask(ids, opts: GenerationOptions):
@@ -48,26 +27,6 @@ def _infer_mask(ids, opts: GenerationOptions):
     if pad is None or (eos is not None and pad in eos) or not bool((ids == pad).any()):
         return torch.ones_like(ids)
     return (ids != pad).long()
-
-
-def check_input_ids(input_ids, name="input_ids"):
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(input_ids).__name__}")
-    if input_ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must be int64 or int32, got {input_ids.dtype}")
-    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty [B, S] tensor, got {list(input_ids.shape)}")
-
-
-def check_mask(attention_mask, input_ids):
-    if attention_mask is None:
-        return None
-    if not isinstance(attention_mask, torch.Tensor):
-        raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
-    if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask must have the shape of input_ids {list(input_ids.shape)}, "
-                         f"got {list(attention_mask.shape)}")
-    return attention_mask
 
 
 def generate(model, input_ids=None, attention_mask=None, streamer=None, generator=None, seed=None,
@@ -81,8 +40,8 @@ def generate(model, input_ids=None, attention_mask=None, streamer=None, generato
     Returns [B * num_return_sequences, prompt_len + new] int64, or a GenerateOutput."""
     device = model.device
     if input_ids is not None:
-        check_input_ids(input_ids)
-        check_mask(attention_mask, input_ids)
+        check_token_ids(input_ids)
+        check_like_ids(attention_mask, "attention_mask", input_ids)
         prompt_len = input_ids.shape[1]
     else:
         if attention_mask is not None:
@@ -114,7 +73,7 @@ def generate(model, input_ids=None, attention_mask=None, streamer=None, generato
     if opts.expand > 1:
         # Copies of each prompt for beams / samples share its prefill: replicate cache rows.
         src = torch.arange(batch, device=device).repeat_interleave(opts.expand)
-        model.reorder_cache(src, ids.shape[1])
+        model.reorder_cache(src)
         logits = logits.index_select(0, src)
         ids = ids.index_select(0, src)
         key_start = key_start.index_select(0, src)
@@ -188,7 +147,7 @@ def _beam_search(model, ids, pad_counts, logits, opts: GenerationOptions, eos_id
         cur += 1
         if _beam.done(st, opts):
             break
-        model.reorder_cache(src, cur - 1)
+        model.reorder_cache(src)
         flat = st.running_sequences[:, :, :cur].reshape(n, cur)
         logits = model.decode_step(flat[:, -1].contiguous())
     seqs, seq_scores, beam_indices = _beam.finalize(st, s, opts.num_return_sequences)

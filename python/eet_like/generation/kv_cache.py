@@ -1,3 +1,4 @@
+"""The one KV cache of every model: preallocated per-layer K/V buffers."""
 from dataclasses import dataclass, field
 from typing import List
 
@@ -51,10 +52,36 @@ class KVCache:
         for buf in (*self.k, *self.v):
             buf[dst, :, :length].copy_(buf[src, :, :length])
 
-    def reorder_(self, index: torch.Tensor, length: int = None) -> None:
-        """Row b of the cache becomes old row index[b] (beam search), for the first `length`
-        positions (all when None). Rows beyond index.numel() are left alone."""
+    def reorder_(self, index: torch.Tensor, length: int = None, changed_only: bool = False) -> "KVCache":
+        """Row b becomes old row index[b] for positions [0, length) (all when None); rows beyond
+        index.numel() are left alone. Two strategies, the same result:
+        - a full gather (default): one index_select per buffer, any permutation;
+        - changed_only=True: only the rows whose index differs from b are copied. For a caller
+          that reorders every step with (mostly) the identity, e.g. fairseq's beam search, a
+          full gather per step would make a decode quadratic in its length.
+        An index with more rows than the cache holds returns a new, gathered cache."""
         n = index.numel()
         s = self.max_seq if length is None else length
+        if n > self.max_batch:
+            return KVCache([buf.index_select(0, index) for buf in self.k],
+                           [buf.index_select(0, index) for buf in self.v])
+        if changed_only:
+            moved = (index != torch.arange(n, device=index.device)).nonzero().squeeze(1)
+            if moved.numel() == 0:
+                return self
+            src = index.index_select(0, moved)
+            for buf in (*self.k, *self.v):
+                live = buf[:, :, :s]
+                live.index_copy_(0, moved, live.index_select(0, src))
+            return self
         for buf in (*self.k, *self.v):
             buf[:n, :, :s] = buf[:, :, :s].index_select(0, index)
+        return self
+
+    def grow(self, max_seq: int, length: int) -> "KVCache":
+        """A cache of max_seq positions holding positions [0, length) of this one."""
+        new = KVCache.allocate(len(self.k), self.max_batch, self.k[0].shape[1], max_seq, self.k[0].shape[3],
+                               dtype=self.k[0].dtype, device=self.k[0].device)
+        for src, dst in zip((*self.k, *self.v), (*new.k, *new.v)):
+            dst[:, :, :length].copy_(src[:, :, :length])
+        return new

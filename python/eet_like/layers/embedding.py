@@ -2,11 +2,15 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..validation import check_ids_in_range
+from .gemm import Int8Weight
 
 
 class Embedding(nn.Module):
     """Token + position (+ token type) embedding with an optional fused layernorm (BERT).
-    Position ids are explicit so left-padded rows get the positions of their real tokens."""
+    Position ids are explicit so left-padded rows get the positions of their real tokens.
+    The word matrix may be an Int8Weight (GPT-2's quantized tied LM head): its rows are then
+    dequantized at lookup."""
 
     def __init__(self, vocab: int, max_positions: int, hidden: int, type_vocab: int = 0,
                  layernorm: bool = False, eps: float = 1e-12, dtype=torch.float32, device=None):
@@ -23,10 +27,18 @@ class Embedding(nn.Module):
         else:
             self.ln_weight = self.ln_bias = None
 
-    def forward(self, input_ids, position_ids, token_type_ids=None):
+    def forward(self, input_ids, position_ids, token_type_ids=None, check: bool = True):
+        """[B, S] (or [n]) ids -> [..., hidden]. check=False skips the id range check (no host
+        sync) for ids known to be in range, e.g. sampled from the vocabulary."""
+        word = self.word
+        if isinstance(word, Int8Weight):
+            if check:
+                check_ids_in_range(input_ids, word.shape[0], "input_ids")
+                check_ids_in_range(position_ids, self.position.shape[0], "position_ids")
+            return word.rows(input_ids) + self.position[position_ids]
         if token_type_ids is None and self.token_type is not None:
             token_type_ids = torch.zeros_like(input_ids)
-        return ops.embedding(input_ids, self.word, self.position, position_ids=position_ids,
+        return ops.embedding(input_ids, word, self.position, position_ids=position_ids,
                              token_type_ids=token_type_ids,
                              token_type_embeddings=self.token_type if token_type_ids is not None else None,
-                             ln_weight=self.ln_weight, ln_bias=self.ln_bias, eps=self.eps)
+                             ln_weight=self.ln_weight, ln_bias=self.ln_bias, eps=self.eps, check=check)

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..layers import Embedding, FeedForward, LayerNorm, SelfAttention
-
-# transformers' hidden_act names -> eet_like ffn activation ("gelu" is erf gelu there too).
-_ACTS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_new", "gelu_fast": "gelu_fast",
-         "gelu_pytorch_tanh": "gelu_pytorch_tanh"}
+from ..integrations.transformers import load_config_and_state_dict, strip_prefix
+from ..layers import Embedding, Gemm, Prompt, TransformerBlock, run_blocks
+from ..layers.activations import activation
+from ..outputs import BertOutput
+from ..validation import check_device_dtype, check_like_ids, check_token_ids
 
 
 @dataclass
@@ -60,9 +60,7 @@ class BertConfig:
         for opt in ("is_decoder", "add_cross_attention"):
             if cfg.get(opt):
                 raise ValueError(f"{opt}=True is not supported: eet_like.BertModel is an encoder only")
-        act = cfg.get("hidden_act", "gelu")
-        if not isinstance(act, str) or act not in _ACTS:
-            raise ValueError(f"hidden_act={act!r} is not supported; supported: {', '.join(_ACTS)}")
+        activation(cfg.get("hidden_act", "gelu"), "transformers", "hidden_act")
         if "vocab_size" not in cfg:
             raise ValueError("config has no vocab_size")
         kw = {f.name: cfg[f.name] for f in fields(cls) if cfg.get(f.name) is not None}
@@ -77,83 +75,22 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
 
-class BertOutput:
-    """last_hidden_state [B, S, hidden], pooler_output [B, hidden] or None. Indexable like a
-    transformers ModelOutput: out[0], out[1], out["pooler_output"]; None fields are skipped
-    in the tuple (so out[1] is missing without a pooler, as in transformers)."""
-
-    __slots__ = ("last_hidden_state", "pooler_output")
-    # What transformers' BertFor* heads also read from their encoder's output; never computed.
-    hidden_states = attentions = cross_attentions = past_key_values = None
-
-    def __init__(self, last_hidden_state, pooler_output=None):
-        self.last_hidden_state = last_hidden_state
-        self.pooler_output = pooler_output
-
-    def to_tuple(self):
-        return tuple(v for v in (self.last_hidden_state, self.pooler_output) if v is not None)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            if key not in self.__slots__ or getattr(self, key) is None:
-                raise KeyError(key)
-            return getattr(self, key)
-        return self.to_tuple()[key]
-
-    def __iter__(self):
-        return iter(self.to_tuple())
-
-    def __len__(self):
-        return len(self.to_tuple())
-
-    def keys(self):
-        return [k for k in self.__slots__ if getattr(self, k) is not None]
-
-
-class BertLayer(nn.Module):
-    """Post-layernorm block: x = LN(x + attn(x) + bo); x = LN(x + ffn(x) + b2)."""
-
-    def __init__(self, c: BertConfig, dtype, device):
-        super().__init__()
-        p = dict(dtype=dtype, device=device)
-        self.attn = SelfAttention(c.hidden_size, c.num_attention_heads, causal=False, **p)
-        self.attn_ln = LayerNorm(c.hidden_size, c.layer_norm_eps, **p)
-        self.ffn = FeedForward(c.hidden_size, c.intermediate_size, _ACTS[c.hidden_act], **p)
-        self.ffn_ln = LayerNorm(c.hidden_size, c.layer_norm_eps, **p)
-
-    def forward(self, x, key_start=None, key_end=None):
-        a = self.attn.prefill(x, key_start, key_end)
-        x, _ = self.attn_ln(a, x, self.attn.out_bias)
-        f = self.ffn(x, add_out_bias=False)
-        x, _ = self.ffn_ln(f, x, self.ffn.b2)
-        return x
-
-
-def _check_index_tensor(t, name, shape, device):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must be int64 or int32, got {t.dtype}")
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have the shape of input_ids {list(shape)}, got {list(t.shape)}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but the model is on {device}")
-
-
 class BertModel(nn.Module):
     """BERT encoder (+ optional pooler) on eet_like kernels. Build with from_pretrained."""
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True, dtype=torch.float32,
                  device=None):
         super().__init__()
-        device = torch.device(device if device is not None else "cpu")
-        _check_dtype_device(dtype, device)
+        device = check_device_dtype(dtype, device)
         self.config = config
         c, p = config, dict(dtype=dtype, device=device)
         self.embeddings = Embedding(c.vocab_size, c.max_position_embeddings, c.hidden_size,
                                     type_vocab=c.type_vocab_size, layernorm=True,
                                     eps=c.layer_norm_eps, **p)
-        self.layers = nn.ModuleList(BertLayer(c, dtype, device) for _ in range(c.num_hidden_layers))
+        act = activation(c.hidden_act, "transformers", "hidden_act")
+        self.layers = nn.ModuleList(
+            TransformerBlock(c.hidden_size, c.num_attention_heads, c.intermediate_size, act, causal=False,
+                             pre_norm=False, eps=c.layer_norm_eps, **p) for _ in range(c.num_hidden_layers))
         if add_pooling_layer:
             self.pooler_weight = nn.Parameter(torch.zeros(c.hidden_size, c.hidden_size, **p),
                                               requires_grad=False)
@@ -185,8 +122,6 @@ class BertModel(nn.Module):
         if quantize is not None:
             raise ValueError(f"quantize={quantize!r} is not supported for BERT yet (GPT-2 has quantize='int8' "
                              "on CPU); pass quantize=None")
-        from ..integrations.transformers import load_config_and_state_dict, strip_prefix
-
         in_memory = not isinstance(path_or_hf_model, (str, os.PathLike))
         cfg, state = load_config_and_state_dict(path_or_hf_model)
         config = BertConfig.from_dict(cfg)
@@ -242,14 +177,14 @@ class BertModel(nn.Module):
                 take(f"{pre}attention.self.{part}.bias", a.qkv_bias[j * hd:(j + 1) * hd])
             take(f"{pre}attention.output.dense.weight", a.out_weight)
             take(f"{pre}attention.output.dense.bias", a.out_bias)
-            take(f"{pre}attention.output.LayerNorm.weight", layer.attn_ln.weight)
-            take(f"{pre}attention.output.LayerNorm.bias", layer.attn_ln.bias)
-            take(f"{pre}intermediate.dense.weight", layer.ffn.w1)
-            take(f"{pre}intermediate.dense.bias", layer.ffn.b1)
-            take(f"{pre}output.dense.weight", layer.ffn.w2)
-            take(f"{pre}output.dense.bias", layer.ffn.b2)
-            take(f"{pre}output.LayerNorm.weight", layer.ffn_ln.weight)
-            take(f"{pre}output.LayerNorm.bias", layer.ffn_ln.bias)
+            take(f"{pre}attention.output.LayerNorm.weight", layer.ln_attn.weight)
+            take(f"{pre}attention.output.LayerNorm.bias", layer.ln_attn.bias)
+            take(f"{pre}intermediate.dense.weight", layer.mlp.w1)
+            take(f"{pre}intermediate.dense.bias", layer.mlp.b1)
+            take(f"{pre}output.dense.weight", layer.mlp.w2)
+            take(f"{pre}output.dense.bias", layer.mlp.b2)
+            take(f"{pre}output.LayerNorm.weight", layer.ln_mlp.weight)
+            take(f"{pre}output.LayerNorm.bias", layer.ln_mlp.bias)
         if self.pooler_weight is not None:
             take("pooler.dense.weight", self.pooler_weight)
             take("pooler.dense.bias", self.pooler_bias)
@@ -268,12 +203,7 @@ class BertModel(nn.Module):
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
         """Checks the inputs (before any compute) -> (key_start, key_end, position_ids, first)
         where first [B] is each row's first real token (None: token 0)."""
-        if not isinstance(input_ids, torch.Tensor):
-            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
-        if input_ids.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
-        if input_ids.dim() != 2 or input_ids.numel() == 0:
-            raise ValueError(f"input_ids must be a non-empty [B, S] tensor, got {list(input_ids.shape)}")
+        check_token_ids(input_ids)
         dev = self.device
         if input_ids.device != dev:
             raise ValueError(f"input_ids is on {input_ids.device} but the model is on {dev}")
@@ -283,11 +213,11 @@ class BertModel(nn.Module):
             raise ValueError(f"input_ids has sequence length {s} > max_position_embeddings "
                              f"{c.max_position_embeddings}; truncate the input")
         if token_type_ids is not None:
-            _check_index_tensor(token_type_ids, "token_type_ids", input_ids.shape, dev)
+            check_like_ids(token_type_ids, "token_type_ids", input_ids, dev)
             if self.embeddings.token_type is None:
                 raise ValueError("token_type_ids given but the model has type_vocab_size=0")
         if position_ids is not None:
-            _check_index_tensor(position_ids, "position_ids", input_ids.shape, dev)
+            check_like_ids(position_ids, "position_ids", input_ids, dev)
         key_start = key_end = first = None
         if attention_mask is not None:
             if not isinstance(attention_mask, torch.Tensor):
@@ -318,30 +248,12 @@ class BertModel(nn.Module):
         key_start, key_end, position_ids, first = self.prepare_inputs(
             input_ids, attention_mask, token_type_ids, position_ids)
         x = self.embeddings(input_ids, position_ids, token_type_ids)
-        for layer in self.layers:
-            x = layer(x, key_start, key_end)
+        x = run_blocks(self.layers, x, Prompt(key_start, key_end), gemm=Gemm, pre_norm=False)
         pooled = None
         if self.pooler_weight is not None:
             cls_tok = x[:, 0] if first is None else x[torch.arange(x.shape[0], device=x.device), first]
             pooled = torch.tanh(F.linear(cls_tok, self.pooler_weight, self.pooler_bias))
         return BertOutput(x, pooled)
-
-
-def _check_dtype_device(dtype, device: torch.device):
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
-    if device.type == "cpu":
-        if dtype != torch.float32:
-            raise ValueError(f"dtype {dtype} is not supported on CPU (CPU kernels are float32)")
-    elif device.type == "cuda":
-        from .. import cuda_kernels_available
-        if not torch.cuda.is_available() or not cuda_kernels_available():
-            raise ValueError(f"device {device}: no CUDA device, or eet_like was built without its "
-                             "CUDA kernels (eet_like.cuda_kernels_available() is False)")
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype {dtype} is not supported on CUDA (float32, float16, bfloat16)")
-    else:
-        raise ValueError(f"device must be cpu or cuda, got {device}")
 
 
 def _normalize_keys(state):
