@@ -93,7 +93,7 @@ setup(
     package_data={"eet_like": ["data/*"]},
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtension},
-    entry_points={"console_scripts": ["eet-like = eet_like.cli:main"]},
+    entry_points={"console_scripts": ["eet-like = eet_like.app.cli:main"]},
     python_requires=">=3.9",
     install_requires=["torch>=2.4", "numpy"],
     extras_require={

@@ -8,7 +8,7 @@ eet_like.BertModel against its peers side by side in one run, seq 128:
 Runners are interleaved round by round (each round runs every runner once) so that load from
 other processes on a shared machine hits them alike; the median per runner is reported.
 Prints a table (ms per batch, sentences/s, speedup of eet_like over each peer) and writes JSON.
-The measuring code is eet_like.bench (also behind `eet-like bench`).
+The measuring code is eet_like.app.bench (also behind `eet-like bench`).
 
     python benchmarks/bench_bert.py [--device cpu|cuda] [--dtype float32|float16|bfloat16]
                                     [--batches 1,16] [--seq 128] [--json PATH] [--quick]
@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from eet_like import bench
+from eet_like.app import bench
 
 
 def main(argv=None):

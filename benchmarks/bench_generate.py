@@ -13,12 +13,12 @@ whether the tokens agree with eet_like.
 CPU engines: eet_like, transformers (eager), CTranslate2 float32 and int8 (pip install ctranslate2).
 CUDA engines: eet_like, transformers eager, sdpa, and static cache + torch.compile.
 Writes a table to stdout and JSON to --json (default benchmarks/results/generate_<device>.json).
-The measuring code is eet_like.bench (also behind `eet-like bench`).
+The measuring code is eet_like.app.bench (also behind `eet-like bench`).
 """
 import argparse
 import os
 
-from eet_like import bench
+from eet_like.app import bench
 
 
 def parse_args(argv=None):

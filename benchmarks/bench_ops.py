@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import eet_like
 from eet_like import ops
 from eet_like import reference as R
-from eet_like.bench import machine_info
+from eet_like.app.bench import machine_info
 
 
 def timeit(fn, device, min_time=0.3, warmup=3, max_iters=200):

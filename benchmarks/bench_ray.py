@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from eet_like import bench
+from eet_like.app import bench
 
 
 def sentences(n: int, seed: int = 0):

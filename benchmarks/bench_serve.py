@@ -43,7 +43,7 @@ MODES = {  # name -> extra serve arguments (B = --max-batch)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="small", help="GPT-2 shape of eet_like.bench.GPT2_SHAPES (default small)")
+    p.add_argument("--model", default="small", help="GPT-2 shape of eet_like.app.bench.GPT2_SHAPES (default small)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--requests", type=int, nargs="+", default=None,
@@ -79,7 +79,7 @@ def save_checkpoint(shape: str, path: str):
     import torch
     import transformers
 
-    from eet_like.bench import GPT2_SHAPES
+    from eet_like.app.bench import GPT2_SHAPES
     from eet_like.integrations.transformers import offline_gpt2_tokenizer
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(**GPT2_SHAPES[shape])
@@ -218,7 +218,7 @@ def table(rows):
 
 def main(argv=None):
     a = parse_args(argv)
-    from eet_like import bench
+    from eet_like.app import bench
     max_batch = a.max_batch or max(a.concurrency)
     max_seq = a.prompt_max + a.new_max
     rows = []

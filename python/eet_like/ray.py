@@ -13,19 +13,17 @@ Rows keep their order (the returned dataset preserves it). Workers that die are 
 Ray and their unfinished batches run again, so every row comes out exactly once. Every node
 needs eet_like (and the model directory at the same path). `pip install 'eet_like[ray]'`.
 
-Also the `--ray` path of `eet-like embed` / `eet-like predict` (run_embed_cli, run_predict_cli):
-the same input readers, per-batch code and output records as the single-process commands.
+The `--ray` path of `eet-like embed` / `eet-like predict` is eet_like.app.ray_cli, on this API.
 """
-import argparse
 import json
 import logging
 import os
 import socket
 import sys
 import threading
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
-import numpy as np
+import torch
 
 try:
     import pyarrow as pa
@@ -34,11 +32,12 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("eet_like.ray needs Ray Data: pip install 'eet_like[ray]' (or pip install 'ray[data]')") from e
 
-from . import cli as _cli
+from . import BertModel, GPT2LMHeadModel, encode_sentences
+from .embeddings import POOLINGS
+from .text import generate_window, load_tokenizer
 
 ROWS_PER_CALL = 16  # model batches per actor call (the rows are sorted by length inside a call)
 CONNECT_TIMEOUT_S = 60.0  # an unreachable --ray-address fails after this
-ROW = "_eet_row"  # the input position the CLI carries through Ray, checked on the way out
 # Test-only fault injection: "N:PATH" makes one actor exit after its N-th call, once per PATH
 # (the first actor that creates PATH). The CLI forwards it to the workers.
 FAULT_ENV = "EET_LIKE_RAY_TEST_FAULT"
@@ -113,7 +112,6 @@ def _map(ds, cls, ctor: dict, rows_per_call: int, num_workers: int, num_cpus, nu
 
 class _Worker:
     def __init__(self, threads: Optional[int]):
-        import torch
         if threads:
             torch.set_num_threads(threads)
         self._calls = 0
@@ -146,19 +144,16 @@ class _Embedder(_Worker):
     def __init__(self, model_dir, tokenizer, text_column, output_column, dtype, device, threads, batch_size,
                  pooling, normalize, max_length):
         super().__init__(threads)
-        import torch
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # heavy, optional: loaded by the workers only
 
-        import eet_like
         self.tok = AutoTokenizer.from_pretrained(tokenizer or model_dir)
-        self.model = eet_like.BertModel.from_pretrained(model_dir, dtype=getattr(torch, dtype), device=device)
+        self.model = BertModel.from_pretrained(model_dir, dtype=getattr(torch, dtype), device=device)
         self.text_column, self.output_column = text_column, output_column
         self.kw = dict(pooling=pooling, normalize=normalize, batch_size=batch_size, max_length=max_length)
 
     def __call__(self, batch):
-        import eet_like
         from ray.data.extensions import ArrowTensorArray
-        emb = eet_like.encode_sentences(self.model, self.tok, self._column(batch, self.text_column), **self.kw)
+        emb = encode_sentences(self.model, self.tok, self._column(batch, self.text_column), **self.kw)
         out = batch.append_column(self.output_column, ArrowTensorArray.from_numpy(emb.float().cpu().numpy()))
         self._after_call()
         return out
@@ -168,14 +163,11 @@ class _Generator(_Worker):
     def __init__(self, model_dir, tokenizer, prompt_column, output_column, dtype, device, threads, batch_size,
                  src_length, generate_kwargs):
         super().__init__(threads)
-        import torch
-
-        import eet_like
-        self.tok = _cli._tokenizer(tokenizer or model_dir)
+        self.tok = load_tokenizer(tokenizer or model_dir)
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = eet_like.GPT2LMHeadModel.from_pretrained(
+        self.model = GPT2LMHeadModel.from_pretrained(
             model_dir, dtype=getattr(torch, dtype), device=device, max_batch=batch_size,
             max_seq_len=src_length + generate_kwargs["max_new_tokens"])
         self.prompt_column, self.output_column = prompt_column, output_column
@@ -190,7 +182,7 @@ class _Generator(_Worker):
             encoded.append(self.tok(src)["input_ids"][-self.src_length:])  # keep the prompt's end, as predict
             if not encoded[-1]:
                 raise ValueError(f"column {self.prompt_column!r}: a row has an empty prompt ({src!r})")
-        texts = _cli.generate_window(self.model, self.tok, encoded, self.batch_size, self.device, self.kw)
+        texts = generate_window(self.model, self.tok, encoded, self.batch_size, self.device, self.kw)
         out = batch.append_column(self.output_column, pa.array(texts, pa.string()))
         self._after_call()
         return out
@@ -218,7 +210,6 @@ def embed_dataset(ds: "ray.data.Dataset", model_dir: str, text_column: str = "te
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}")
     _model_type(model_dir, "bert", "embed_dataset")
-    from .embeddings import POOLINGS
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
     _positive("batch_size", batch_size)
@@ -315,272 +306,3 @@ def connect(address: Optional[str] = None, timeout: Optional[float] = None) -> N
         raise ConnectionError(f"--ray-address {address}: {str(e).strip().splitlines()[0]}") from None
     finally:
         done.set()
-
-
-# ---------------------------------------------------------------- CLI (eet-like embed/predict --ray)
-
-def _is_parquet(path: str) -> bool:
-    return path.endswith(".parquet") or os.path.isdir(path)
-
-
-def _parquet_out(path: str, what: str) -> bool:
-    if not (path.endswith(".parquet") or path.endswith("/") or os.path.isdir(path)):
-        return False
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-        raise _cli.CliError(f"{what} {path!r} exists: Parquet output goes to a new (or empty) directory")
-    return True
-
-
-def _in_memory(records: List[dict], rows_per_call: int):
-    """A dataset of records (dicts of one shape), in blocks of rows_per_call so that every
-    worker gets work."""
-    tables = [pa.Table.from_pylist(records[s:s + rows_per_call]) for s in range(0, len(records), rows_per_call)]
-    return ray.data.from_arrow(tables)
-
-
-def _read_parquet(path: str, column: str, what: str):
-    # The workers do not share our working directory: a local path must be absolute (and, on a
-    # cluster of several machines, on a file system every node mounts; or a URI like s3://...).
-    ds = ray.data.read_parquet(path if "://" in path else os.path.abspath(path))
-    names = ds.schema().names
-    if column not in names:
-        raise _cli.CliError(f"{what} {path}: no {column!r} column (columns: {', '.join(names)})")
-    return ds
-
-
-def _cause(e: BaseException) -> str:
-    """The worker's own error, one line (Ray wraps it in its task errors)."""
-    seen = e
-    while True:
-        nxt = getattr(seen, "cause", None) or seen.__cause__
-        if nxt is None or nxt is seen:
-            break
-        seen = nxt
-    lines = str(seen).strip().splitlines()
-    return f"{type(seen).__name__}: {lines[0]}" if lines else type(seen).__name__
-
-
-def _batches(ds) -> Iterator["pa.Table"]:
-    expected = 0
-    try:
-        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            if ROW in table.column_names:
-                got = table.column(ROW).to_numpy()
-                if not np.array_equal(got, np.arange(expected, expected + len(got))):
-                    raise RuntimeError(f"Ray returned rows out of order or twice near row {expected}")
-                expected += len(got)
-                table = table.drop_columns([ROW])
-            yield table
-    except _cli.CliError:
-        raise
-    except Exception as e:  # a worker's error, after Ray's retries
-        if os.environ.get("EET_DEBUG") == "1":
-            raise
-        raise _cli.CliError(f"the Ray job failed: {_cause(e)}") from None
-
-
-class _ParquetDir:
-    """Ordered part files part-00000.parquet, ... written by the driver as results arrive."""
-
-    def __init__(self, path: str):
-        self.path, self.parts = path, 0
-        os.makedirs(path, exist_ok=True)
-
-    def write(self, table: "pa.Table"):
-        import pyarrow.parquet as pq
-        pq.write_table(table, os.path.join(self.path, f"part-{self.parts:05d}.parquet"))
-        self.parts += 1
-
-
-def _tensor_to_numpy(column) -> np.ndarray:
-    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float32)
-
-
-def _start(args, parquet_in: bool):
-    _positive_cli("--num-workers", args.num_workers)
-    _positive_cli("--threads-per-worker", args.threads_per_worker)
-    try:
-        connect(args.ray_address)
-    except (ConnectionError, ValueError) as e:
-        raise _cli.CliError(str(e)) from None
-    # A pool that does not fit would wait for the cluster to grow, forever on a fixed one; and
-    # Ray Data lists and reads Parquet files in tasks that need a CPU the workers do not hold.
-    have = ray.cluster_resources()
-    workers = args.num_workers or 1
-    cpus = workers * (args.threads_per_worker or 1)
-    gpus = workers if args.device.startswith("cuda") else 0
-    spare = 1 if parquet_in else 0
-    if cpus + spare > have.get("CPU", 0) or gpus > have.get("GPU", 0):
-        need = f"{cpus} CPUs" + (f" and {gpus} GPUs" if gpus else "")
-        raise _cli.CliError(
-            f"--num-workers {workers} x {args.threads_per_worker or 1} threads needs {need}"
-            + (" plus 1 CPU to read Parquet" if spare else "")
-            + f"; the cluster has {have.get('CPU', 0):g} CPUs and {have.get('GPU', 0):g} GPUs: use fewer workers "
-            "or threads per worker (or add nodes first)")
-    from ray.data import DataContext
-    DataContext.get_current().enable_progress_bars = False  # predict has its own; embed has none
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-
-
-def _positive_cli(opt: str, value):
-    if value is not None and value <= 0:
-        raise _cli.CliError(f"{opt} must be > 0, got {value}")
-
-
-def _worker_opts(args) -> dict:
-    return dict(num_workers=args.num_workers or 1, threads=args.threads_per_worker, dtype=args.dtype,
-                device=args.device)
-
-
-def _cheap_checks(args, model_type: str, what: str):
-    got = _cli._model_dir(args.model)
-    if got != model_type:
-        raise _cli.CliError(f"--model: model_type {got!r} is not supported by {what} (supported: {model_type})")
-    dtype = _cli._torch_dtype(args.dtype)
-    if not args.device.startswith("cuda"):
-        _cli._check_device(args.device, dtype)  # the workers check their GPUs themselves
-    if args.batch_size <= 0:
-        raise _cli.CliError(f"--batch-size must be > 0, got {args.batch_size}")
-
-
-def run_embed_cli(args) -> int:
-    """`eet-like embed --ray`: the records of `eet-like embed`, in its order."""
-    _cheap_checks(args, "bert", "embed")
-    parquet_in = _is_parquet(args.input)
-    default = os.path.splitext(args.input.rstrip("/"))[0] + ".embeddings.jsonl"
-    out = args.output or default
-    parquet_out = _parquet_out(out, "--output")
-    if not parquet_out and not (out.endswith(".jsonl") or out.endswith(".npy")):
-        raise _cli.CliError(f"--output must end in .jsonl, .npy or .parquet (a directory), got {out!r}")
-    texts = None
-    if not parquet_in:
-        texts = [l for l in _cli._read_lines(args.input, "--input") if l.strip()]
-        if not texts:
-            raise _cli.CliError(f"--input: {args.input!r} has no non-empty line")
-    elif not os.path.exists(args.input):
-        raise _cli.CliError(f"--input: no such file or directory {args.input!r}")
-    _start(args, parquet_in)
-    rows = ROWS_PER_CALL * args.batch_size
-    if texts is not None:
-        ds, n = _in_memory([{ROW: i, "text": t} for i, t in enumerate(texts)], rows), len(texts)
-    else:
-        ds = _read_parquet(args.input, "text", "--input")
-        n = ds.count() if out.endswith(".npy") else None
-    try:
-        res = embed_dataset(ds, args.model, "text", batch_size=args.batch_size, rows_per_call=rows,
-                            pooling=args.pooling, normalize=not args.no_normalize, **_worker_opts(args))
-    except (TypeError, ValueError) as e:
-        raise _cli.CliError(str(e)) from None
-    written, dim, arr = 0, None, None
-    sink = _ParquetDir(out) if parquet_out else None
-    f = open(out, "w", encoding="utf-8") if out.endswith(".jsonl") else None
-    try:
-        for table in _batches(res):
-            emb = _tensor_to_numpy(table.column("embedding"))
-            dim = emb.shape[1]
-            if sink is not None:
-                flat = pa.array(emb.reshape(-1), pa.float32())
-                sink.write(table.set_column(table.column_names.index("embedding"), "embedding",
-                                            pa.FixedSizeListArray.from_arrays(flat, dim)))
-            elif f is not None:
-                for row, vec in zip(table.drop_columns(["embedding"]).to_pylist(), emb):
-                    f.write(_cli.embedding_record(row, vec) + "\n")
-            else:
-                if arr is None:
-                    arr = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, dim))
-                arr[written:written + len(emb)] = emb
-            written += len(emb)
-    finally:
-        if f is not None:
-            f.close()
-        if arr is not None:
-            arr.flush()
-    if n is not None and written != n:
-        raise _cli.CliError(f"the Ray job returned {written} embeddings for {n} inputs")
-    print(f"wrote {written} embeddings of dim {dim} to {out}", file=sys.stderr)
-    return 0
-
-
-def run_predict_cli(args) -> int:
-    """`eet-like predict --ray`: the records of `eet-like predict`, in its order (JSONL output
-    is written and flushed as results arrive, so --resume works as there)."""
-    from tqdm import tqdm
-    _cheap_checks(args, "gpt2", "predict")
-    if args.seed is not None:
-        raise _cli.CliError("--seed: seeded sampling is not reproducible over Ray (which worker gets which rows "
-                            "is Ray's choice); drop --seed or --ray")
-    parquet_in = _is_parquet(args.data_file)
-    parquet_out = _parquet_out(args.output_file, "--output-file")
-    if parquet_out and args.resume:
-        raise _cli.CliError("--resume continues a JSONL --output-file, not a Parquet directory")
-    rows, done = None, 0
-    if parquet_in:
-        if args.resume:
-            raise _cli.CliError("--resume with --ray needs a JSONL --data-file (records are matched by line)")
-        if not os.path.exists(args.data_file):
-            raise _cli.CliError(f"--data-file: no such file or directory {args.data_file!r}")
-    else:
-        rows = _cli._read_jsonl(args.data_file)
-        empty = [n for n, r in enumerate(rows, start=1) if not r["src"]]
-        if empty:
-            raise _cli.CliError(f"--data-file {args.data_file}: record {empty[0]} has an empty src")
-        if parquet_out and len({tuple(r) for r in rows}) > 1:
-            raise _cli.CliError("--output-file: Parquet output needs records with the same fields "
-                                "(write .jsonl instead)")
-    if not parquet_out and os.path.exists(args.output_file):
-        if not args.resume:
-            raise _cli.CliError(f"--output-file {args.output_file!r} exists: pass --resume to continue it "
-                                "or remove it")
-        done = _cli._resume_point(args.output_file, rows)
-        if done == len(rows):
-            print(f"nothing to do: {args.output_file} already has all {len(rows)} results", file=sys.stderr)
-            return 0
-    _start(args, parquet_in)
-    per_call = ROWS_PER_CALL * args.batch_size
-    if rows is not None:
-        ds = _in_memory([{ROW: i - done, "src": rows[i]["src"]} for i in range(done, len(rows))], per_call)
-    else:
-        ds = _read_parquet(args.data_file, "src", "--data-file")
-    kw = _cli._sampling_kwargs(argparse.Namespace(max_new_tokens=args.max_length, do_sample=args.do_sample,
-                                                  top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
-                                                  repetition_penalty=args.repetition_penalty, num_beams=None))
-    try:
-        res = generate_dataset(ds, args.model, "src", tokenizer=args.tokenizer, batch_size=args.batch_size,
-                               rows_per_call=per_call, src_length=args.src_length, **_worker_opts(args), **kw)
-    except (TypeError, ValueError) as e:
-        raise _cli.CliError(str(e)) from None
-    sink = _ParquetDir(args.output_file) if parquet_out else None
-    written = 0
-    with (open(args.output_file, "a", encoding="utf-8") if sink is None else _Null()) as out, \
-            tqdm(total=len(rows) if rows is not None else None, initial=done, desc="predict", unit="rec",
-                 disable=args.quiet) as bar:
-        for table in _batches(res):
-            if rows is None:  # Parquet input: the rows are the table's
-                recs = table.drop_columns(["output"]).to_pylist()
-            else:  # JSONL input: the records as read, extra fields and all (only src went to Ray)
-                recs = rows[done + written:done + written + table.num_rows]
-            outputs = table.column("output").to_pylist()
-            if sink is not None:
-                sink.write(table if rows is None else
-                           pa.Table.from_pylist([dict(r, output=o) for r, o in zip(recs, outputs)]))
-            else:
-                for rec, o in zip(recs, outputs):
-                    out.write(_cli.predict_record(rec, o) + "\n")
-                out.flush()
-            written += table.num_rows
-            bar.update(table.num_rows)
-    if rows is not None and done + written != len(rows):
-        raise _cli.CliError(f"the Ray job returned {written} results for {len(rows) - done} records")
-    print(f"wrote {written} results to {args.output_file}" + (f" (after {done} from before)" if done else ""),
-          file=sys.stderr)
-    return 0
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-

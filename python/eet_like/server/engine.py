@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Sequence as Seq, Tuple
 
 import torch
 
+from ..embeddings import encode_sentences
 from ..generation import logits_process, sampling
 
 log = logging.getLogger("eet_like.server")
@@ -389,7 +390,6 @@ class EmbeddingEngine(_Worker):
         job.cancelled = True
 
     def loop(self):
-        from ..embeddings import encode_sentences
         while True:
             with self._cv:
                 while not self._stop and not self._waiting:

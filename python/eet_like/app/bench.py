@@ -30,7 +30,10 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
+
+from .. import BertModel, GPT2LMHeadModel
 
 GPT2_SHAPES = {
     "tiny": dict(n_layer=2, n_embd=128, n_head=2, vocab_size=50257, n_positions=256),
@@ -220,8 +223,6 @@ def _interleaved_best(fns: Dict[str, Callable], repeats: int, bar):
 def _gpt2_cpu_engines(s: GenerateSettings, shape: str, tmp: str, log: Log):
     """engine name -> callable(ids [B, prompt]) -> new tokens [B, new], for every CPU engine asked."""
     import transformers
-
-    from .models import GPT2LMHeadModel
     transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar is noise here
     hf = build_gpt2(shape)
     hf.save_pretrained(tmp)
@@ -267,8 +268,6 @@ def _gpt2_cpu_engines(s: GenerateSettings, shape: str, tmp: str, log: Log):
 
 def _gpt2_cuda_engines(s: GenerateSettings, shape: str):
     import transformers
-
-    from .models import GPT2LMHeadModel
     dtype = getattr(torch, s.dtype)
     hf_cpu = build_gpt2(shape)
     fns = {}
@@ -457,7 +456,6 @@ def _ct2_bert(cfg_kw: dict, workdir: str, compute_type: str, device: str, thread
 
 def _bert_runners(s: BertSettings, cfg_kw: dict, workdir: str, log: Log):
     """runner name -> callable(ids, mask, types) -> last hidden state (torch tensor)."""
-    from .models.bert import BertModel
     dtype = getattr(torch, s.dtype)
     hf = {attn: build_bert(cfg_kw, attn, s.device, dtype) for attn in ("sdpa", "eager")}
     eet = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device)
@@ -471,7 +469,6 @@ def _bert_runners(s: BertSettings, cfg_kw: dict, workdir: str, log: Log):
     if ctranslate2 is None:
         log(f"# {CT2_MISSING}")
         return out
-    import numpy as np
     if not s.device.startswith("cuda"):
         types_ = ["float32", "int8"]
     elif ctranslate2.get_cuda_device_count() > 0:

@@ -6,139 +6,64 @@
     eet-like embed --model DIR --input F   sentence embeddings (JSONL or .npy)
     eet-like predict --model DIR --data-file in.jsonl --output-file out.jsonl ...
                                            batch generation over a JSONL file
-    eet-like embed|predict ... --ray       the same on a Ray cluster (eet_like/ray.py)
+    eet-like embed|predict ... --ray       the same on a Ray cluster (app/ray_cli.py on eet_like.ray)
     eet-like bench                         side-by-side benchmarks (GPT-2 and BERT shapes)
-    eet-like serve --model DIR ...         OpenAI-compatible HTTP server (eet_like/server/)
+    eet-like serve --model DIR ...         OpenAI-compatible HTTP server (app/serve.py on eet_like.server)
 
 Every user mistake ends with one line on stderr and exit status 2, never a traceback.
 """
 import argparse
-import json
 import os
 import sys
+
+import numpy as np
+import torch
+
+from .. import BertModel, GPT2LMHeadModel, encode_sentences
+from ..errors import UsageError
+from ..text import generate_window, load_tokenizer
+from . import bench, demo, serve
+from .common import (check_device, embedding_record, model_type_of, predict_record, quantize_arg, read_jsonl,
+                     read_lines, resume_point, sampling_kwargs, torch_dtype)
 
 
 PREDICT_WINDOW = 16  # batches sorted together by length in `predict` (see cmd_predict)
 
 
-class CliError(Exception):
-    """A user mistake: printed as one line, exit status 2."""
-
-
 # ---------------------------------------------------------------- helpers
-
-def _torch_dtype(name):
-    import torch
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if name not in table:
-        raise CliError(f"--dtype must be one of float32, float16, bfloat16; got {name!r}")
-    return table[name]
-
-
-def _check_device(device, dtype):
-    import torch
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise CliError(f"--device must be cpu or cuda[:N]; got {device!r}")
-    if device.startswith("cuda"):
-        import eet_like
-        if not torch.cuda.is_available():
-            raise CliError("--device cuda was asked for but no CUDA GPU is available")
-        if not eet_like.cuda_kernels_available():
-            raise CliError("--device cuda: this eet_like build has no CUDA kernels "
-                           "(rebuild with a CUDA torch and nvcc)")
-    elif dtype != torch.float32:
-        raise CliError("--dtype: the CPU kernels are float32 only; use --dtype float32 with --device cpu")
-
-
-def _model_dir(path):
-    if not os.path.isdir(path):
-        raise CliError(f"--model: {path!r} is not a directory")
-    cfg = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg):
-        raise CliError(f"--model: no config.json in {path!r} (expected a transformers checkpoint directory)")
-    with open(cfg) as f:
-        try:
-            model_type = json.load(f).get("model_type")
-        except json.JSONDecodeError as e:
-            raise CliError(f"--model: {cfg} is not valid JSON ({e})") from e
-    return model_type
-
-
-def _tokenizer(path):
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as e:
-        raise CliError("this command needs transformers for the tokenizer: pip install transformers") from e
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise CliError(f"no usable tokenizer in {path!r} (pass --tokenizer DIR): {str(e).splitlines()[0]}") from e
-
-
-def _read_lines(path, what):
-    if not os.path.isfile(path):
-        raise CliError(f"{what}: no such file {path!r}")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
-
-
-def _sampling_kwargs(args):
-    kw = {"max_new_tokens": args.max_new_tokens}
-    if args.do_sample or args.top_k is not None or args.top_p is not None or args.temperature is not None:
-        kw["do_sample"] = True
-        if args.top_k is not None:
-            kw["top_k"] = args.top_k
-        if args.top_p is not None:
-            kw["top_p"] = args.top_p
-        if args.temperature is not None:
-            kw["temperature"] = args.temperature
-    if args.repetition_penalty is not None:
-        kw["repetition_penalty"] = args.repetition_penalty
-    if getattr(args, "num_beams", None):
-        kw["num_beams"] = args.num_beams
-    return kw
-
 
 def _check_gpt2(args):
     """The cheap checks of a GPT-2 command's --model/--dtype/--device, before anything loads."""
-    model_type = _model_dir(args.model)
+    model_type = model_type_of(args.model)
     if model_type != "gpt2":
-        raise CliError(f"--model: model_type {model_type!r} is not supported by this command (supported: gpt2)")
-    dtype = _torch_dtype(args.dtype)
-    _check_device(args.device, dtype)
+        raise UsageError(f"--model: model_type {model_type!r} is not supported by this command (supported: gpt2)")
+    dtype = torch_dtype(args.dtype)
+    check_device(args.device, dtype)
     return dtype
 
 
-def _quantize(args):
-    """--quantize as the loaders take it (None or "int8")."""
-    return None if args.quantize == "none" else args.quantize
-
-
 def _load_gpt2(args, max_batch, max_seq_len=None):
-    import eet_like
-    kw = dict(dtype=_check_gpt2(args), device=args.device, max_batch=max_batch, quantize=_quantize(args))
+    kw = dict(dtype=_check_gpt2(args), device=args.device, max_batch=max_batch, quantize=quantize_arg(args))
     if max_seq_len is not None:
         kw["max_seq_len"] = max_seq_len
-    return eet_like.GPT2LMHeadModel.from_pretrained(args.model, **kw)
+    return GPT2LMHeadModel.from_pretrained(args.model, **kw)
 
 
 # ---------------------------------------------------------------- generate
 
 def cmd_generate(args):
-    import torch
-    prompts = [args.prompt] if args.prompt is not None else [l for l in _read_lines(args.input, "--input") if l]
+    prompts = [args.prompt] if args.prompt is not None else [l for l in read_lines(args.input, "--input") if l]
     if not prompts:
-        raise CliError("nothing to generate: give --prompt TEXT or --input FILE with one prompt per line")
+        raise UsageError("nothing to generate: give --prompt TEXT or --input FILE with one prompt per line")
     if args.stream and (args.num_beams or 1) > 1:
-        raise CliError("--stream prints one sequence as it grows: it cannot be combined with --num-beams > 1")
+        raise UsageError("--stream prints one sequence as it grows: it cannot be combined with --num-beams > 1")
     _check_gpt2(args)
-    tok = _tokenizer(args.tokenizer or args.model)
+    tok = load_tokenizer(args.tokenizer or args.model)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = _load_gpt2(args, max_batch=max(args.num_beams or 1, 1))
-    kw = _sampling_kwargs(args)
+    kw = sampling_kwargs(args)
     if args.seed is not None:
         kw["generator"] = torch.Generator(device=args.device).manual_seed(args.seed)
     for prompt in prompts:
@@ -157,55 +82,46 @@ def cmd_generate(args):
 
 # ---------------------------------------------------------------- embed
 
-def embedding_record(row, vec):
-    """One line of embed's JSONL output: the input record (`{"text": ...}`) with its "embedding"."""
-    return json.dumps(dict(row, embedding=[round(float(v), 7) for v in vec]))
-
-
 def _ray_cli(args):
-    """eet_like.ray for `--ray`; the Ray options without --ray are a mistake."""
+    """eet_like.app.ray_cli (on eet_like.ray) for `--ray`; the Ray options without --ray are a mistake."""
     if args.ray and args.quantize != "none":
-        raise CliError("--quantize with --ray is not supported yet (the Ray workers load float weights)")
+        raise UsageError("--quantize with --ray is not supported yet (the Ray workers load float weights)")
     if not args.ray:
         for opt in ("ray_address", "num_workers", "threads_per_worker"):
             if getattr(args, opt) is not None:
-                raise CliError(f"--{opt.replace('_', '-')} needs --ray")
+                raise UsageError(f"--{opt.replace('_', '-')} needs --ray")
         for opt in ("input", "output", "data_file", "output_file"):
             if (getattr(args, opt, None) or "").rstrip("/").endswith(".parquet"):
-                raise CliError(f"--{opt.replace('_', '-')}: Parquet needs --ray")
+                raise UsageError(f"--{opt.replace('_', '-')}: Parquet needs --ray")
         return None
     try:
-        from . import ray as eet_ray
+        # Ray is heavy and optional (the `ray` extra): imported for --ray only.
+        from . import ray_cli
     except ImportError as e:
-        raise CliError(f"--ray needs Ray, which is not installed: pip install 'eet_like[ray]' (or 'ray[data]'): "
-                       f"{e.__cause__ or e}") from None
-    return eet_ray
+        raise UsageError(f"--ray needs Ray, which is not installed: pip install 'eet_like[ray]' (or 'ray[data]'): "
+                         f"{e.__cause__ or e}") from None
+    return ray_cli
 
 
 def cmd_embed(args):
-    import numpy as np
-    import torch
-
-    import eet_like
-    eet_ray = _ray_cli(args)
-    if eet_ray:
-        return eet_ray.run_embed_cli(args)
-    model_type = _model_dir(args.model)
+    ray_cli = _ray_cli(args)
+    if ray_cli:
+        return ray_cli.run_embed_cli(args)
+    model_type = model_type_of(args.model)
     if model_type != "bert":
-        raise CliError(f"--model: model_type {model_type!r} is not supported by embed (supported: bert)")
-    texts = [l for l in _read_lines(args.input, "--input") if l.strip()]
+        raise UsageError(f"--model: model_type {model_type!r} is not supported by embed (supported: bert)")
+    texts = [l for l in read_lines(args.input, "--input") if l.strip()]
     if not texts:
-        raise CliError(f"--input: {args.input!r} has no non-empty line")
+        raise UsageError(f"--input: {args.input!r} has no non-empty line")
     out = args.output or os.path.splitext(args.input)[0] + ".embeddings.jsonl"
     if not (out.endswith(".jsonl") or out.endswith(".npy")):
-        raise CliError(f"--output must end in .jsonl or .npy, got {out!r}")
-    dtype = _torch_dtype(args.dtype)
-    _check_device(args.device, dtype)
-    tok = _tokenizer(args.model)
-    model = eet_like.BertModel.from_pretrained(args.model, dtype=dtype, device=args.device,
-                                               quantize=_quantize(args))
-    emb = eet_like.encode_sentences(model, tok, texts, pooling=args.pooling, normalize=not args.no_normalize,
-                                    batch_size=args.batch_size)
+        raise UsageError(f"--output must end in .jsonl or .npy, got {out!r}")
+    dtype = torch_dtype(args.dtype)
+    check_device(args.device, dtype)
+    tok = load_tokenizer(args.model)
+    model = BertModel.from_pretrained(args.model, dtype=dtype, device=args.device, quantize=quantize_arg(args))
+    emb = encode_sentences(model, tok, texts, pooling=args.pooling, normalize=not args.no_normalize,
+                           batch_size=args.batch_size)
     emb = emb.float().cpu().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb, dtype=np.float32)
     if out.endswith(".npy"):
         np.save(out, emb)
@@ -219,98 +135,38 @@ def cmd_embed(args):
 
 # ---------------------------------------------------------------- predict
 
-def _read_jsonl(path):
-    rows = []
-    for n, line in enumerate(_read_lines(path, "--data-file"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CliError(f"--data-file {path}: line {n} is not valid JSON ({e.msg})") from e
-        if isinstance(obj, str):
-            obj = {"src": obj}
-        if not isinstance(obj, dict) or not isinstance(obj.get("src"), str):
-            raise CliError(f'--data-file {path}: line {n} must be a JSON string or an object with a "src" string')
-        rows.append(obj)
-    return rows
-
-
-def _resume_point(path, rows):
-    """How many records an earlier run of this job already wrote to `path` (checked: every line
-    is a whole record of the same input, in order)."""
-    lines = [line for line in _read_lines(path, "--output-file") if line.strip()]
-    if len(lines) > len(rows):
-        raise CliError(f"--output-file has {len(lines)} records but --data-file only {len(rows)}: not the same job?")
-    for n, line in enumerate(lines, start=1):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise CliError(f"--output-file {path}: line {n} is not a whole JSON record (cut off?); "
-                           "remove it and resume") from None
-        if not isinstance(rec, dict) or rec.get("src") != rows[n - 1]["src"]:
-            raise CliError(f"--output-file {path}: line {n} is not the result of --data-file record {n}: "
-                           "not the same job?")
-    return len(lines)
-
-
-def generate_window(model, tok, prompts, batch_size, device, kw, progress=None):
-    """Continuations (decoded new tokens) of token-id lists `prompts`, in their order. They run
-    batch_size at a time, sorted by length so each left-padded batch has little padding.
-    Also the per-batch work of a Ray worker (eet_like.ray)."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results = [None] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = tok.pad({"input_ids": [prompts[i] for i in idx]}, return_tensors="pt")
-        gen = model.generate(batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                             pad_token_id=tok.pad_token_id, **kw)
-        new = gen[:, batch["input_ids"].shape[1]:].cpu()
-        for row, i in enumerate(idx):
-            results[i] = tok.decode(new[row], skip_special_tokens=True)
-        if progress is not None:
-            progress(len(idx))
-    return results
-
-
-def predict_record(row, output):
-    """One line of predict's output: the input record with its "output"."""
-    return json.dumps(dict(row, output=output), ensure_ascii=False)
-
-
 def cmd_predict(args):
-    import torch
-    from tqdm import tqdm
+    from tqdm import tqdm  # a dependency of transformers, not of eet_like: loaded when needed
     for name in ("batch_size", "src_length", "max_length"):
         if getattr(args, name) <= 0:
-            raise CliError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    eet_ray = _ray_cli(args)
-    if eet_ray:
-        return eet_ray.run_predict_cli(args)
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    ray_cli = _ray_cli(args)
+    if ray_cli:
+        return ray_cli.run_predict_cli(args)
     _check_gpt2(args)
-    rows = _read_jsonl(args.data_file)
+    rows = read_jsonl(args.data_file)
     done = 0
     if os.path.exists(args.output_file):
         if not args.resume:
-            raise CliError(f"--output-file {args.output_file!r} exists: pass --resume to continue it "
-                           "or remove it")
-        done = _resume_point(args.output_file, rows)
+            raise UsageError(f"--output-file {args.output_file!r} exists: pass --resume to continue it "
+                             "or remove it")
+        done = resume_point(args.output_file, rows)
     todo = list(range(done, len(rows)))
     if not todo:
         print(f"nothing to do: {args.output_file} already has all {len(rows)} results", file=sys.stderr)
         return 0
-    tok = _tokenizer(args.tokenizer or args.model)
+    tok = load_tokenizer(args.tokenizer or args.model)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     encoded = {i: tok(rows[i]["src"])["input_ids"][-args.src_length:] for i in todo}  # keep the prompt's end
     empty = [i for i in todo if not encoded[i]]
     if empty:
-        raise CliError(f"--data-file {args.data_file}: record {empty[0] + 1} has an empty src")
+        raise UsageError(f"--data-file {args.data_file}: record {empty[0] + 1} has an empty src")
     model = _load_gpt2(args, max_batch=args.batch_size, max_seq_len=args.src_length + args.max_length)
-    kw = _sampling_kwargs(argparse.Namespace(max_new_tokens=args.max_length, do_sample=args.do_sample,
-                                             top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
-                                             repetition_penalty=args.repetition_penalty, num_beams=None))
+    kw = sampling_kwargs(argparse.Namespace(max_new_tokens=args.max_length, do_sample=args.do_sample,
+                                            top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
+                                            repetition_penalty=args.repetition_penalty, num_beams=None))
     if args.seed is not None:
         kw["generator"] = torch.Generator(device=args.device).manual_seed(args.seed)
     # Records go in windows of PREDICT_WINDOW batches, in input order; inside a window they are
@@ -335,15 +191,11 @@ def cmd_predict(args):
 # ---------------------------------------------------------------- bench, demo
 
 def cmd_bench(args):
-    import torch
-
-    from . import bench
-    _check_device(args.device, torch.float32 if args.device == "cpu" else torch.float16)
+    check_device(args.device, torch.float32 if args.device == "cpu" else torch.float16)
     return bench.run(quick=args.quick, json_path=args.json, device=args.device)
 
 
 def cmd_demo(args):
-    from . import demo
     return demo.run(quick=args.quick)
 
 
@@ -430,8 +282,7 @@ def build_parser():
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=cmd_bench)
 
-    from .server import add_arguments as serve_arguments
-    serve_arguments(sub.add_parser("serve", help="OpenAI-compatible HTTP server with continuous batching "
+    serve.add_arguments(sub.add_parser("serve", help="OpenAI-compatible HTTP server with continuous batching "
                                    "(GPT-2: completions, BERT: embeddings)"), model_opts)
     return p
 
@@ -441,7 +292,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except CliError as e:
+    except UsageError as e:
         print(f"eet-like: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:

