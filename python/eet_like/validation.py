@@ -19,7 +19,7 @@ def check_device_dtype(dtype, device) -> torch.device:
     dev = torch.device(device if device is not None else "cpu")
     if dev.type == "cpu":
         if dtype != torch.float32:
-            raise ValueError(f"dtype {dtype} is not supported on CPU (the CPU kernels are float32)")
+            raise ValueError(f"dtype {dtype} is not supported on CPU (the CPU kernels are float32 only)")
     elif dev.type == "cuda":
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype {dtype} is not supported on CUDA (float32, float16, bfloat16)")
@@ -79,3 +79,17 @@ def check_row(row, rows: int) -> int:
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < rows:
         raise ValueError(f"row must be an int in [0, {rows}) (max_batch), got {row!r}")
     return row
+
+
+QUANTIZE_MODES = (None, "int8")
+
+
+def check_quantize(quantize, dtype, device) -> None:
+    """quantize: None or "int8" (weight-only int8, CPU float32 models for now)."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE_MODES))}, got {quantize!r}")
+    if quantize is not None:
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        if dev.type != "cpu" or dtype != torch.float32:
+            raise ValueError(f"quantize={quantize!r} runs on CPU float32 for now (the CUDA int8 kernels are not "
+                             f"written yet), got device={dev.type}, dtype={dtype}")

@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from .. import cuda_kernels_available
 from ..errors import UsageError
+from ..validation import check_device_dtype
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -20,16 +20,14 @@ def torch_dtype(name):
 
 
 def check_device(device, dtype):
+    """The model's own device/dtype check (validation.check_device_dtype), as a UsageError
+    naming the options."""
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise UsageError(f"--device must be cpu or cuda[:N]; got {device!r}")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for but no CUDA GPU is available")
-        if not cuda_kernels_available():
-            raise UsageError("--device cuda: this eet_like build has no CUDA kernels "
-                             "(rebuild with a CUDA torch and nvcc)")
-    elif dtype != torch.float32:
-        raise UsageError("--dtype: the CPU kernels are float32 only; use --dtype float32 with --device cpu")
+    try:
+        check_device_dtype(dtype, device)
+    except ValueError as e:
+        raise UsageError(f"--device {device} --dtype {str(dtype).replace('torch.', '')}: {e}") from e
 
 
 def model_type_of(path):

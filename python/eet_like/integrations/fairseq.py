@@ -36,7 +36,7 @@ except ImportError as e:  # pragma: no cover - exercised only without fairseq
 from ..generation import DecodeState
 from ..layers.activations import FOREIGN_ACTIVATIONS
 from ..models.transformer_decoder import DecoderConfig, TransformerDecoderModel
-from ..validation import check_device_dtype
+from ..validation import check_device_dtype, check_quantize
 
 __all__ = ["TransformerDecoder", "optimize", "ACTIVATIONS"]
 
@@ -231,7 +231,8 @@ class TransformerDecoder(FairseqIncrementalDecoder):
     materialize them, so alignment output (alignment_layer/alignment_heads) is refused."""
 
     def __init__(self, decoder, dtype: Optional[torch.dtype] = None, device=None,
-                 max_batch: Optional[int] = None, max_seq_len: Optional[int] = None):
+                 max_batch: Optional[int] = None, max_seq_len: Optional[int] = None,
+                 quantize: Optional[str] = None):
         _check_decoder(decoder)
         super().__init__(decoder.dictionary)
         ref = decoder.embed_tokens.weight
@@ -245,35 +246,33 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             check_device_dtype(dtype, device)
         except ValueError as e:
             raise ValueError(f"the eet_like kernels do not support dtype {dtype} on {device}: {e}") from e
+        check_quantize(quantize, dtype, device)
         self.model = TransformerDecoderModel(_config(decoder), dtype=dtype, device=device, max_batch=max_batch,
                                              max_seq_len=max_seq_len)
         _convert(decoder, self.model)
+        if quantize == "int8":
+            self.model.quantize_int8_()
         self.padding_idx = self.model.config.padding_idx
         self.has_encoder_attn = self.model.config.cross_kv_dim is not None
 
     @classmethod
     def from_fairseq(cls, decoder, dtype: Optional[torch.dtype] = None, device=None,
-                     max_batch: Optional[int] = None, max_seq_len: Optional[int] = None) -> "TransformerDecoder":
+                     max_batch: Optional[int] = None, max_seq_len: Optional[int] = None,
+                     quantize: Optional[str] = None) -> "TransformerDecoder":
         """Convert a fairseq TransformerDecoder (transformer_lm or transformer models).
 
         dtype/device default to the fairseq decoder's. max_batch/max_seq_len (together)
         preallocate one KV cache [max_batch, H, max_seq_len, D] per layer, reused by every
         decode (static buffers; one live incremental_state at a time); without them each
-        decode allocates its own cache, grown as needed. Unsupported options raise ValueError
-        naming the option."""
-        return cls(decoder, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len)
+        decode allocates its own cache, grown as needed. quantize="int8": weight-only int8
+        for every linear weight (CPU float32; the word-embedding lookup stays float).
+        Unsupported options raise ValueError naming the option."""
+        return cls(decoder, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len,
+                   quantize=quantize)
 
     @property
     def layers(self):
         return self.model.layers
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     # ------------------------------------------------------------------ fairseq API
     def max_positions(self):
@@ -359,7 +358,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             if lo < 0 or hi >= state.n:
                 raise ValueError(f"new_order values must be in [0, {state.n}) (the live rows), "
                                  f"got values in [{lo}, {hi}]")
-        state.reorder_(new_order.to(device=self.device, dtype=torch.int64), changed_only=True)
+        state.reorder_(new_order.to(device=self.model.device, dtype=torch.int64), changed_only=True)
 
     def _check_tokens(self, tokens):
         if not isinstance(tokens, torch.Tensor):
@@ -368,8 +367,8 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             raise ValueError(f"prev_output_tokens must be [B, T] int64, got {tokens.dtype} {list(tokens.shape)}")
         if tokens.size(1) == 0:
             raise ValueError("prev_output_tokens must hold at least one token per row, got [B, 0]")
-        if tokens.device != self.device:
-            raise ValueError(f"prev_output_tokens is on {tokens.device}, the decoder on {self.device}")
+        if tokens.device != self.model.device:
+            raise ValueError(f"prev_output_tokens is on {tokens.device}, the decoder on {self.model.device}")
         if tokens.size(1) > self.max_positions():
             raise ValueError(f"prev_output_tokens has {tokens.size(1)} positions, more than the decoder's "
                              f"max_positions() = {self.max_positions()}")
@@ -424,7 +423,7 @@ def _equal_row_groups(enc, enc_pad) -> torch.Tensor:
 def optimize(model, dtype: Optional[torch.dtype] = None, device=None, **kwargs):
     """Swap model.decoder (a fairseq TransformerDecoder) for eet_like's and return the model.
     device moves the whole model (encoder included); dtype converts the decoder and the encoder
-    (as model.half() would). kwargs (max_batch, max_seq_len) go to from_fairseq."""
+    (as model.half() would). kwargs (max_batch, max_seq_len, quantize) go to from_fairseq."""
     if not hasattr(model, "decoder"):
         raise TypeError(f"model must be a fairseq model with a .decoder, got {type(model).__name__}")
     if isinstance(model.decoder, TransformerDecoder):

@@ -20,7 +20,7 @@ from torch import nn
 
 from .attention import CrossAttention, SelfAttention
 from .ffn import FeedForward
-from .gemm import Gemm
+from .gemm import Gemm, quantize_int8_
 from .layernorm import LayerNorm
 
 
@@ -42,6 +42,15 @@ class TransformerBlock(nn.Module):
             self.ln_cross = self.cross = None
         self.ln_mlp = LayerNorm(hidden, eps, **p)
         self.mlp = FeedForward(hidden, inner, activation, **p)
+
+    def quantize_int8_(self) -> None:
+        """Every linear weight of the block becomes an Int8Weight (weight-only int8, one scale
+        per output row); the GEMM runners then run the int8 kernels."""
+        names = [(self.attn, "qkv_weight"), (self.attn, "out_weight"), (self.mlp, "w1"), (self.mlp, "w2")]
+        if self.cross is not None:
+            names += [(self.cross, "q_weight"), (self.cross, "kv_weight"), (self.cross, "out_weight")]
+        for module, name in names:
+            quantize_int8_(module, name)
 
 
 @dataclass

@@ -31,14 +31,25 @@ class Embedding(nn.Module):
         """[B, S] (or [n]) ids -> [..., hidden]. check=False skips the id range check (no host
         sync) for ids known to be in range, e.g. sampled from the vocabulary."""
         word = self.word
-        if isinstance(word, Int8Weight):
-            if check:
-                check_ids_in_range(input_ids, word.shape[0], "input_ids")
-                check_ids_in_range(position_ids, self.position.shape[0], "position_ids")
-            return word.rows(input_ids) + self.position[position_ids]
         if token_type_ids is None and self.token_type is not None:
             token_type_ids = torch.zeros_like(input_ids)
+        if isinstance(word, Int8Weight):
+            return self._int8(input_ids, position_ids, token_type_ids, check)
         return ops.embedding(input_ids, word, self.position, position_ids=position_ids,
                              token_type_ids=token_type_ids,
                              token_type_embeddings=self.token_type if token_type_ids is not None else None,
                              ln_weight=self.ln_weight, ln_bias=self.ln_bias, eps=self.eps, check=check)
+
+    def _int8(self, input_ids, position_ids, token_type_ids, check: bool):
+        """The lookup of a quantized word matrix: its rows dequantized, the other tables float."""
+        if check:
+            check_ids_in_range(input_ids, self.word.shape[0], "input_ids")
+            check_ids_in_range(position_ids, self.position.shape[0], "position_ids")
+            if token_type_ids is not None:
+                check_ids_in_range(token_type_ids, self.token_type.shape[0], "token_type_ids")
+        x = self.word.rows(input_ids) + self.position[position_ids]
+        if token_type_ids is not None:
+            x = x + self.token_type[token_type_ids]
+        if self.ln_weight is not None:
+            x = ops.layernorm(x, self.ln_weight, self.ln_bias, self.eps)
+        return x

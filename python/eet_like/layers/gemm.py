@@ -41,6 +41,29 @@ class Int8Weight:
         return _ops.linear_int8_packed(x.contiguous(), self.packed, self.scales, self.shape[0], b, activation)
 
 
+def quantize_int8_(module, name: str) -> None:
+    """module.<name> (a float weight Parameter) becomes its Int8Weight; the float tensor is dropped."""
+    q = Int8Weight.quantize(getattr(module, name))
+    delattr(module, name)
+    setattr(module, name, q)
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the weights `model` holds: parameters (shared storage counted once), int8
+    weights and their scales, and the packed copies of its PackedDecodeGemm runners (the KV
+    cache and decode buffers not counted)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    for m in model.modules():
+        for v in vars(m).values():
+            if isinstance(v, (Int8Weight, PackedDecodeGemm)):
+                total += v.nbytes()
+    return total
+
+
 class Gemm:
     @staticmethod
     def linear(x, w, b):

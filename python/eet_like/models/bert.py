@@ -33,7 +33,8 @@ from ..integrations.transformers import load_config_and_state_dict, strip_prefix
 from ..layers import Embedding, Gemm, Prompt, TransformerBlock, run_blocks
 from ..layers.activations import activation
 from ..outputs import BertOutput
-from ..validation import check_device_dtype, check_like_ids, check_token_ids
+from ..layers.gemm import quantize_int8_, weight_bytes
+from ..validation import check_device_dtype, check_like_ids, check_quantize, check_token_ids
 
 
 @dataclass
@@ -97,16 +98,17 @@ class BertModel(nn.Module):
             self.pooler_bias = nn.Parameter(torch.zeros(c.hidden_size, **p), requires_grad=False)
         else:
             self.pooler_weight = self.pooler_bias = None
+        self.quantization = None   # or "int8" after quantize_()
         # Set by from_pretrained from a sentence-transformers directory (encode_sentences reads it).
         self.sentence_max_seq_length: Optional[int] = None
 
     @property
     def device(self) -> torch.device:
-        return self.embeddings.word.device
+        return self.embeddings.position.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embeddings.word.dtype
+        return self.embeddings.position.dtype
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -117,11 +119,8 @@ class BertModel(nn.Module):
         model (its `bert`). dtype defaults to float32 (CPU) / float16 (CUDA) for directories,
         to the model's own dtype for in-memory models; device defaults to the model's device
         (cpu for directories). add_pooling_layer: None = use the pooler if its weights are
-        there; True requires them; False drops them. quantize: only None so far (int8 BERT is
-        not written yet: it raises rather than running float32 silently)."""
-        if quantize is not None:
-            raise ValueError(f"quantize={quantize!r} is not supported for BERT yet (GPT-2 has quantize='int8' "
-                             "on CPU); pass quantize=None")
+        there; True requires them; False drops them. quantize="int8": weight-only int8 (see
+        quantize_), CPU float32."""
         in_memory = not isinstance(path_or_hf_model, (str, os.PathLike))
         cfg, state = load_config_and_state_dict(path_or_hf_model)
         config = BertConfig.from_dict(cfg)
@@ -140,11 +139,31 @@ class BertModel(nn.Module):
         elif add_pooling_layer and not has_pooler:
             raise ValueError("add_pooling_layer=True but the checkpoint has no pooler weights "
                              "(pooler.dense.weight)")
+        check_quantize(quantize, dtype, device)
         model = cls(config, add_pooling_layer=add_pooling_layer, dtype=dtype, device=device)
         model._load_hf_state(state)
         if not in_memory:
             model.sentence_max_seq_length = _sentence_max_seq_length(os.fspath(path_or_hf_model))
-        return model.eval()
+        return model.quantize_(quantize).eval()
+
+    def quantize_(self, quantize: Optional[str] = "int8") -> "BertModel":
+        """Weight-only int8 in place (None: no change): every linear weight of the blocks and
+        the word-embedding matrix become Int8Weights (one symmetric scale per output row); the
+        word rows are dequantized at lookup. The pooler, the position/type tables, biases and
+        layernorms stay float32 (a few MB)."""
+        check_quantize(quantize, self.dtype, self.device)
+        if quantize is None or self.quantization == quantize:
+            return self
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.quantize_int8_()
+            quantize_int8_(self.embeddings, "word")
+        self.quantization = quantize
+        return self
+
+    def memory_bytes(self) -> int:
+        """Bytes of the weights this model holds (layers.gemm.weight_bytes)."""
+        return weight_bytes(self)
 
     @torch.no_grad()
     def _load_hf_state(self, state: Dict[str, torch.Tensor]):

@@ -19,10 +19,12 @@ from torch import nn
 from ..generation import decode as _decode
 from ..generation import DecodeState, KVCache
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
-from ..layers import Gemm, Int8Weight, PackedDecodeGemm
+from ..layers import Gemm, PackedDecodeGemm
+from ..layers.gemm import quantize_int8_, weight_bytes
 from ..outputs import CausalLMOutput
-from ..validation import check_device_dtype, check_ids_in_range, check_positive_int, check_row, check_token_ids
-from .gpt2 import GPT2Config, GPT2Model, _check_quantize
+from ..validation import (check_device_dtype, check_ids_in_range, check_positive_int, check_quantize, check_row,
+                          check_token_ids)
+from .gpt2 import GPT2Config, GPT2Model
 
 
 def cuda_graphs_enabled() -> bool:
@@ -96,7 +98,7 @@ class GPT2LMHeadModel(nn.Module):
         if kwargs:
             raise ValueError(f"GPT2LMHeadModel.from_pretrained got unknown arguments: {sorted(kwargs)}")
         check_device_dtype(dtype, device)
-        _check_quantize(quantize, dtype, device)
+        check_quantize(quantize, dtype, device)
         cfg, state = load_config_and_state_dict(path_or_hf_model)
         config = GPT2Config.from_hf(cfg)
         model = cls(config, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len,
@@ -120,42 +122,24 @@ class GPT2LMHeadModel(nn.Module):
         of every pass); the float weights are dropped. The tied word-embedding matrix is stored
         once, in int8, and its rows are dequantized at lookup (a few rows per step), so the
         model holds about a quarter of its float32 bytes (memory_bytes())."""
-        _check_quantize(quantize, self.dtype, self.device)
+        check_quantize(quantize, self.dtype, self.device)
         if quantize is None or self.quantization == quantize:
             return self
         t = self.transformer
         with torch.no_grad():
             for blk in t.blocks:
-                for mod, name in ((blk.attn, "qkv_weight"), (blk.attn, "out_weight"), (blk.mlp, "w1"),
-                                  (blk.mlp, "w2")):
-                    q = Int8Weight.quantize(getattr(mod, name))
-                    delattr(mod, name)
-                    setattr(mod, name, q)
+                blk.quantize_int8_()
             if self.lm_head is None:
-                q = Int8Weight.quantize(t.embed.word)
-                del t.embed.word
-                t.embed.word = q
+                quantize_int8_(t.embed, "word")
             else:
-                q = Int8Weight.quantize(self.lm_head)
-                del self.lm_head
-                self.lm_head = q
+                quantize_int8_(self, "lm_head")
         t.decode_gemm = PackedDecodeGemm()  # drop float packed copies made before
         self.quantization = quantize
         return self
 
     def memory_bytes(self) -> int:
-        """Bytes of the weights this model holds: parameters, int8 weights and scales, and the
-        packed copies of the CPU decode GEMM (the KV cache and decode buffers not counted)."""
-        seen, total = set(), 0
-        for p in self.parameters():
-            if p.data_ptr() not in seen:
-                seen.add(p.data_ptr())
-                total += p.numel() * p.element_size()
-        for m in self.modules():
-            for v in vars(m).values():
-                if isinstance(v, Int8Weight):
-                    total += v.nbytes()
-        return total + self.transformer.decode_gemm.nbytes()
+        """Bytes of the weights this model holds (layers.gemm.weight_bytes)."""
+        return weight_bytes(self)
 
     @torch.no_grad()
     def forward(self, input_ids, attention_mask=None, position_ids=None):

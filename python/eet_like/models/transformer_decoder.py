@@ -24,6 +24,7 @@ from torch import nn
 from .. import ops
 from ..generation import DecodeState, KVCache
 from ..layers import EncoderKV, LayerNorm, PackedDecodeGemm, Prompt, Step, TransformerBlock, run_blocks
+from ..layers.gemm import quantize_int8_, weight_bytes
 
 
 @dataclass
@@ -87,6 +88,21 @@ class TransformerDecoderModel(nn.Module):
                                  f"({c.max_positions})")
             self.fixed_cache = KVCache.allocate(max(c.num_layers, 1), max_batch, c.num_heads, max_seq_len,
                                                 c.head_dim, **p)
+
+    @torch.no_grad()
+    def quantize_int8_(self) -> None:
+        """Weight-only int8 for every linear weight: the blocks', the input/output projections
+        and the output embedding. The word table (an embedding lookup, with the embedding
+        scale folded in) stays float."""
+        for blk in self.layers:
+            blk.quantize_int8_()
+        for name in ("project_in", "project_out", "output_weight"):
+            if getattr(self, name) is not None:
+                quantize_int8_(self, name)
+        self.gemm = PackedDecodeGemm()   # drop float packed copies made before
+
+    def memory_bytes(self) -> int:
+        return weight_bytes(self)
 
     @property
     def dtype(self) -> torch.dtype:
