@@ -83,6 +83,7 @@ void bias_act_cuda(at::Tensor& y, const at::Tensor* bias, const at::Tensor* resi
 
 at::Tensor gemm_bias_act_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                               Act act) {
+  TORCH_CHECK(x.is_cuda(), "gemm: the CUDA implementation got x on ", x.device());
   if (act == Act::kIdentity)
     return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
   at::Tensor y = at::mm(x, w.t());
