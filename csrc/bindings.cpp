@@ -107,7 +107,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The CPU GEMM backend the ffn/linear ops use now: 'onednn' or 'eet' (EET_LIKE_CPU_GEMM)");
   m.def("activations", []() {
         pybind11::tuple names(std::size(eet::kActNames));
-        for (size_t i = 0; i < std::size(eet::kActNames); ++i) names[i] = pybind11::str(eet::kActNames[i].name);
+        for (size_t i = 0; i < std::size(eet::kActNames); ++i)
+          names[i] = pybind11::str(eet::kActNames[i].name);
         return names;
       },
       "The activation names every op accepts (eet/activations.h), in order");

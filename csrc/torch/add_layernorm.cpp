@@ -10,7 +10,7 @@ namespace {
 
 // Checks the residual inputs; returns residual_bias contiguous (or undefined).
 at::Tensor check_residual(const at::Tensor& x, const at::Tensor& residual,
-                          const c10::optional<at::Tensor>& residual_bias) {
+                             const c10::optional<at::Tensor>& residual_bias) {
   check_like(residual, "residual", x, "x");
   TORCH_CHECK_VALUE(residual.sizes() == x.sizes(), "residual must have the shape of x (",
                     shape_str(x), "), got ", shape_str(residual));
@@ -23,10 +23,9 @@ at::Tensor check_residual(const at::Tensor& x, const at::Tensor& residual,
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> add_layernorm_cpu(const at::Tensor& x, const at::Tensor& residual,
-                                                     const c10::optional<at::Tensor>& residual_bias,
-                                                     const at::Tensor& weight, const at::Tensor& bias,
-                                                     double eps) {
+TensorPair add_layernorm_cpu(const at::Tensor& x, const at::Tensor& residual,
+                             const c10::optional<at::Tensor>& residual_bias,
+                             const at::Tensor& weight, const at::Tensor& bias, double eps) {
   check_layernorm_args(x, weight, bias, eps);
   const at::Tensor rb = check_residual(x, residual, residual_bias);
   at::Tensor y = at::empty_like(x), h = at::empty_like(x);
@@ -35,10 +34,9 @@ std::tuple<at::Tensor, at::Tensor> add_layernorm_cpu(const at::Tensor& x, const 
 }
 
 #ifdef WITH_CUDA
-std::tuple<at::Tensor, at::Tensor> add_layernorm_cuda(const at::Tensor& x, const at::Tensor& residual,
-                                                      const c10::optional<at::Tensor>& residual_bias,
-                                                      const at::Tensor& weight, const at::Tensor& bias,
-                                                      double eps) {
+TensorPair add_layernorm_cuda(const at::Tensor& x, const at::Tensor& residual,
+                              const c10::optional<at::Tensor>& residual_bias,
+                              const at::Tensor& weight, const at::Tensor& bias, double eps) {
   check_layernorm_args(x, weight, bias, eps);
   const at::Tensor rb = check_residual(x, residual, residual_bias);
   at::Tensor y = at::empty_like(x), h = at::empty_like(x);

@@ -11,6 +11,7 @@
 
 #include <torch/extension.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
