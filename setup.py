@@ -2,7 +2,7 @@
 
 CPU kernels are always built. The CUDA kernels are added when torch is a CUDA build and
 nvcc is found (CUDA_HOME); EET_FORCE_CPU=1 skips them. Target archs come from
-EET_CUDA_ARCHS (default "80;86;89;90", plus PTX of the newest); MAX_JOBS limits parallel
+EET_CUDA_ARCHS (default: cmake/cuda_archs.txt, "80;86;89;90", plus PTX of the last); MAX_JOBS limits parallel
 compile jobs; EET_NVCC_FLAGS adds nvcc flags (e.g. -Xptxas=-v). CPU code targets any
 x86-64 with AVX2+FMA; EET_CPU_NATIVE=1 uses -march=native.
 
@@ -41,8 +41,14 @@ def cpu_flags():
     return flags
 
 
+def default_cuda_archs():
+    # cmake/cuda_archs.txt is the one place the default is written (CMakeLists.txt reads it too).
+    with open(os.path.join(ROOT, "cmake", "cuda_archs.txt")) as f:
+        return next(line.strip() for line in f if line.strip() and not line.lstrip().startswith("#"))
+
+
 def cuda_archs():
-    archs = [a.strip() for a in os.environ.get("EET_CUDA_ARCHS", "80;86;89;90").split(";") if a.strip()]
+    archs = [a.strip() for a in (os.environ.get("EET_CUDA_ARCHS") or default_cuda_archs()).split(";") if a.strip()]
     flags = []
     for a in archs:
         num = a.replace(".", "").replace("+PTX", "")

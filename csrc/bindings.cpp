@@ -1,50 +1,48 @@
-// Registration of every eet_like op: one schema each in the `eet_like` torch library, the
-// same implementation registered for CPU and (when built with CUDA) for CUDA; the functions
-// branch on the tensors' device. Fake (meta) kernels for torch.compile live in
-// python/eet_like/_meta.py.
-#include "torch/binding_common.h"
+// Registration of every eet_like op: one schema each in the `eet_like` torch library, and one
+// implementation per dispatch key: <op>_cpu for CPU and, in WITH_CUDA builds, <op>_cuda for
+// CUDA (csrc/torch/<op>.cpp; op_impls.h). A CPU-only build registers, for CUDA, a kernel that
+// says so. Another build flavour can register its own implementations for a key the same way.
+// Also the Python module eet_like._C (build facts, the activation names, the panel width).
+// Fake (meta) kernels for torch.compile live in python/eet_like/_meta.py.
+#include <torch/extension.h>
+#include <torch/library.h>
 
-namespace eet {
-at::Tensor layernorm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                     double eps);
-std::tuple<at::Tensor, at::Tensor> add_layernorm(const at::Tensor& x, const at::Tensor& residual,
-                                                 const c10::optional<at::Tensor>& residual_bias,
-                                                 const at::Tensor& weight,
-                                                 const at::Tensor& bias, double eps);
-at::Tensor embedding(const at::Tensor& input_ids, const at::Tensor& position_ids,
-                     const at::Tensor& word_embeddings, const at::Tensor& position_embeddings,
-                     const c10::optional<at::Tensor>& token_type_ids,
-                     const c10::optional<at::Tensor>& token_type_embeddings,
-                     const c10::optional<at::Tensor>& ln_weight,
-                     const c10::optional<at::Tensor>& ln_bias, double eps, bool check);
-at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
-               const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
-               c10::string_view activation, const c10::optional<at::Tensor>& residual);
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                  c10::string_view activation);
-std::string cpu_gemm();
-at::Tensor pack_linear(const at::Tensor& weight);
-std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& weight);
-at::Tensor pack_linear_int8(const at::Tensor& qweight);
-at::Tensor linear_int8_packed(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
-                              int64_t out_features, const c10::optional<at::Tensor>& bias,
-                              c10::string_view activation);
-at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
-                         const c10::optional<at::Tensor>& bias, c10::string_view activation);
-at::Tensor attention(const at::Tensor& qkv, int64_t num_heads, bool causal,
-                     const c10::optional<at::Tensor>& key_start,
-                     const c10::optional<at::Tensor>& key_end,
-                     const c10::optional<at::Tensor>& k_cache,
-                     const c10::optional<at::Tensor>& v_cache, c10::optional<double> scale);
-at::Tensor masked_attention(const at::Tensor& qkv, const at::Tensor& k_cache,
-                            const at::Tensor& v_cache, const at::Tensor& positions,
-                            const c10::optional<at::Tensor>& key_start, int64_t num_heads,
-                            c10::optional<double> scale);
-at::Tensor cross_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                           int64_t num_heads, const c10::optional<at::Tensor>& key_start,
-                           const c10::optional<at::Tensor>& key_end,
-                           c10::optional<double> scale);
-}  // namespace eet
+#include <iterator>
+
+#include "eet/activations.h"
+#include "eet/ops.h"
+#include "torch/op_impls.h"
+
+namespace {
+
+// Every op, for the registrations below.
+#define EET_FOR_EACH_OP(X) \
+  X(layernorm)             \
+  X(add_layernorm)         \
+  X(embedding)             \
+  X(ffn)                   \
+  X(linear)                \
+  X(pack_linear)           \
+  X(linear_packed)         \
+  X(quantize_int8)         \
+  X(pack_linear_int8)      \
+  X(linear_int8_packed)    \
+  X(attention)             \
+  X(masked_attention)      \
+  X(cross_attention)
+
+#ifndef WITH_CUDA
+// The CUDA kernel of every op in a build without CUDA kernels: a clear message instead of
+// torch's "Could not run ... with arguments from the 'CUDA' backend".
+void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, op.schema().name(),
+                              " got CUDA tensors, but this build of eet_like has no CUDA kernels "
+                              "(eet_like.cuda_kernels_available() is False): rebuild it with a "
+                              "CUDA build of torch and nvcc, or pass CPU tensors");
+}
+#endif
+
+}  // namespace
 
 TORCH_LIBRARY(eet_like, m) {
   m.def("layernorm(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor");
@@ -79,31 +77,40 @@ TORCH_LIBRARY(eet_like, m) {
       "Tensor? key_end, float? scale) -> Tensor");
 }
 
-#define EET_REGISTER_ALL(m)                          \
-  m.impl("layernorm", &eet::layernorm);              \
-  m.impl("add_layernorm", &eet::add_layernorm);      \
-  m.impl("embedding", &eet::embedding);              \
-  m.impl("ffn", &eet::ffn);                          \
-  m.impl("linear", &eet::linear);                    \
-  m.impl("pack_linear", &eet::pack_linear);          \
-  m.impl("linear_packed", &eet::linear_packed);      \
-  m.impl("quantize_int8", &eet::quantize_int8);      \
-  m.impl("pack_linear_int8", &eet::pack_linear_int8); \
-  m.impl("linear_int8_packed", &eet::linear_int8_packed); \
-  m.impl("attention", &eet::attention);              \
-  m.impl("masked_attention", &eet::masked_attention); \
-  m.impl("cross_attention", &eet::cross_attention)
+TORCH_LIBRARY_IMPL(eet_like, CPU, m) {
+#define EET_IMPL_CPU(op) m.impl(#op, &eet::op##_cpu);
+  EET_FOR_EACH_OP(EET_IMPL_CPU)
+#undef EET_IMPL_CPU
+}
 
-TORCH_LIBRARY_IMPL(eet_like, CPU, m) { EET_REGISTER_ALL(m); }
-
+TORCH_LIBRARY_IMPL(eet_like, CUDA, m) {
 #ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(eet_like, CUDA, m) { EET_REGISTER_ALL(m); }
+#define EET_IMPL_CUDA(op) m.impl(#op, &eet::op##_cuda);
+#else
+#define EET_IMPL_CUDA(op) m.impl(#op, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
 #endif
+  EET_FOR_EACH_OP(EET_IMPL_CUDA)
+#undef EET_IMPL_CUDA
+}
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "eet_like compiled kernels (ops are registered under torch.ops.eet_like)";
-  m.def("cuda_kernels_available", &eet::built_with_cuda,
-        "True when this build contains the CUDA kernels");
-  m.def("cpu_gemm", &eet::cpu_gemm,
+  m.def("cuda_kernels_available", []() {
+#ifdef WITH_CUDA
+        return true;
+#else
+        return false;
+#endif
+      },
+      "True when this build contains the CUDA kernels");
+  m.def("cpu_gemm", &eet::cpu_gemm_backend,
         "The CPU GEMM backend the ffn/linear ops use now: 'onednn' or 'eet' (EET_LIKE_CPU_GEMM)");
+  m.def("activations", []() {
+        pybind11::tuple names(std::size(eet::kActNames));
+        for (size_t i = 0; i < std::size(eet::kActNames); ++i)
+          names[i] = pybind11::str(eet::kActNames[i].name);
+        return names;
+      },
+      "The activation names every op accepts (eet/activations.h), in order");
+  m.attr("PANEL_WIDTH") = eet::kPanelWidth;
 }

@@ -3,6 +3,7 @@ what was expected: never a crash, never a silently wrong result."""
 import pytest
 import torch
 
+import eet_like
 from eet_like import ops
 
 H, D = 2, 16
@@ -228,3 +229,17 @@ def test_device_mix_errors():
     q = torch.randn(2, 3 * W, device="cuda")
     with pytest.raises(ValueError, match="k_cache must be on the same device as qkv"):
         ops.masked_attention(q, cache(), cache(), torch.tensor([1, 1], dtype=torch.int32, device="cuda"), H)
+
+
+@pytest.mark.skipif(eet_like.cuda_kernels_available(), reason="this build has the CUDA kernels")
+def test_cpu_only_build_names_missing_cuda_kernels():
+    """Without CUDA kernels every op still has a CUDA registration, which says so (instead of
+    torch's "Could not run ... with arguments from the 'CUDA' backend"). Reached here through
+    the CUDA dispatch key directly, since a CPU build of torch cannot make CUDA tensors."""
+    cuda = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    x, w = torch.randn(3, 8), torch.randn(5, 8)
+    for name in ("layernorm", "linear", "attention", "pack_linear"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"eet_like::{name}", "CUDA")
+    with pytest.raises(NotImplementedError, match="eet_like::linear got CUDA tensors, but this build of "
+                                                  "eet_like has no CUDA kernels"):
+        torch.ops.eet_like.linear.default.redispatch(cuda, x, w, None, "identity")

@@ -1,5 +1,6 @@
 // bias_act (CPU, fp32, in place): x = act(x + bias) + residual, the epilogue of a GEMM done
-// by torch (MKL/oneDNN). act: identity, relu, gelu (erf), gelu_new (tanh). One pass over x.
+// by torch (MKL/oneDNN). act: identity, relu, gelu (erf), gelu_new (tanh), the formulas of
+// eet/activations.h with the vectorizable erf/tanh of vec_math.h. One pass over x.
 #include "eet/ops.h"
 #include "vec_math.h"
 
@@ -9,15 +10,6 @@ namespace cpu {
 namespace {
 
 template <Act A>
-inline float apply(float v) {
-  if constexpr (A == Act::kRelu) return v > 0.f ? v : 0.f;
-  if constexpr (A == Act::kGeluErf) return 0.5f * v * (1.f + verf(v * 0.70710678118654752f));
-  if constexpr (A == Act::kGeluTanh)
-    return 0.5f * v * (1.f + vtanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-  return v;
-}
-
-template <Act A>
 void run(float* x, const float* bias, const float* residual, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
   for (int64_t r = 0; r < rows; ++r) {
@@ -25,16 +17,16 @@ void run(float* x, const float* bias, const float* residual, int64_t rows, int64
     const float* res = residual != nullptr ? residual + r * cols : nullptr;
     if (bias != nullptr && res != nullptr) {
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) xr[c] = apply<A>(xr[c] + bias[c]) + res[c];
+      for (int64_t c = 0; c < cols; ++c) xr[c] = activate<A, VecMath>(xr[c] + bias[c]) + res[c];
     } else if (bias != nullptr) {
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) xr[c] = apply<A>(xr[c] + bias[c]);
+      for (int64_t c = 0; c < cols; ++c) xr[c] = activate<A, VecMath>(xr[c] + bias[c]);
     } else if (res != nullptr) {
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) xr[c] = apply<A>(xr[c]) + res[c];
+      for (int64_t c = 0; c < cols; ++c) xr[c] = activate<A, VecMath>(xr[c]) + res[c];
     } else {
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) xr[c] = apply<A>(xr[c]);
+      for (int64_t c = 0; c < cols; ++c) xr[c] = activate<A, VecMath>(xr[c]);
     }
   }
 }

@@ -21,6 +21,8 @@
 namespace eet {
 namespace cpu {
 
+static_assert(kPanelWidth == 16, "the micro-kernels hold one panel row in two v8 registers");
+
 namespace {
 
 template <Act A>
@@ -28,14 +30,8 @@ inline v8 act8(v8 v) {
   if constexpr (A == Act::kIdentity) {
     return v;
   } else {
-    v8 out;
-    for (int i = 0; i < 8; ++i) {
-      const float t = v[i];
-      if constexpr (A == Act::kRelu) out[i] = t > 0.f ? t : 0.f;
-      if constexpr (A == Act::kGeluErf) out[i] = 0.5f * t * (1.f + verf(t * 0.70710678118654752f));
-      if constexpr (A == Act::kGeluTanh)
-        out[i] = 0.5f * t * (1.f + vtanh(0.79788456080286536f * (t + 0.044715f * t * t * t)));
-    }
+    v8 out;  // the scalar formula per lane; GCC vectorizes the loop (vec_math.h)
+    for (int i = 0; i < 8; ++i) out[i] = activate<A, VecMath>(v[i]);
     return out;
   }
 }
@@ -63,13 +59,13 @@ inline void load_row16(const int8_t* p, v8& w0, v8& w1) {
 
 // The 16 per-column values at v (bias or scales) as two vectors; `cols` < 16 pads with pad.
 inline void load_cols16(const float* v, int64_t cols, float pad, v8& v0, v8& v1) {
-  if (cols == kPanel) {
+  if (cols == kPanelWidth) {
     v0 = load8(v);
     v1 = load8(v + 8);
     return;
   }
-  float tmp[kPanel];
-  for (int64_t c = 0; c < kPanel; ++c) tmp[c] = c < cols ? v[c] : pad;
+  float tmp[kPanelWidth];
+  for (int64_t c = 0; c < kPanelWidth; ++c) tmp[c] = c < cols ? v[c] : pad;
   v0 = load8(tmp);
   v1 = load8(tmp + 8);
 }
@@ -83,7 +79,7 @@ void micro(const float* x, int64_t k, const W* panel, const float* scale, const 
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.f);
   for (int64_t j = 0; j < k; ++j) {
     v8 w0, w1;
-    load_row16(panel + j * kPanel, w0, w1);
+    load_row16(panel + j * kPanelWidth, w0, w1);
     for (int r = 0; r < R; ++r) {
       const v8 a = splat(x[r * k + j]);
       acc[r][0] += a * w0;
@@ -103,11 +99,11 @@ void micro(const float* x, int64_t k, const W* panel, const float* scale, const 
   for (int r = 0; r < R; ++r) {
     const v8 o0 = act8<A>(acc[r][0] + b0), o1 = act8<A>(acc[r][1] + b1);
     float* yr = y + r * n;
-    if (cols == kPanel) {
+    if (cols == kPanelWidth) {
       store8(yr, o0);
       store8(yr + 8, o1);
     } else {
-      float tmp[kPanel];
+      float tmp[kPanelWidth];
       store8(tmp, o0);
       store8(tmp + 8, o1);
       std::memcpy(yr, tmp, sizeof(float) * cols);
@@ -118,15 +114,15 @@ void micro(const float* x, int64_t k, const W* panel, const float* scale, const 
 template <typename W, Act A>
 void run(const float* x, int64_t m, int64_t k, const W* packed, const float* scales, int64_t n,
          const float* bias, float* y) {
-  const int64_t panels = (n + kPanel - 1) / kPanel;
+  const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
   // Row chunk: ~256 KiB of x stays in L2 while all panels stream past it.
   const int64_t chunk = std::max<int64_t>(6, (65536 / std::max<int64_t>(k, 1)) / 6 * 6);
   for (int64_t m0 = 0; m0 < m; m0 += chunk) {
     const int64_t m1 = std::min(m, m0 + chunk);
 #pragma omp parallel for schedule(static) if ((m1 - m0) * n * k > 262144)
     for (int64_t p = 0; p < panels; ++p) {
-      const W* panel = packed + p * k * kPanel;
-      const int64_t c0 = p * kPanel, cols = std::min(kPanel, n - c0);
+      const W* panel = packed + p * k * kPanelWidth;
+      const int64_t c0 = p * kPanelWidth, cols = std::min(kPanelWidth, n - c0);
       const float* bp = bias != nullptr ? bias + c0 : nullptr;
       const float* sp = scales != nullptr ? scales + c0 : nullptr;
       int64_t i = m0;
@@ -157,14 +153,14 @@ void run(const float* x, int64_t m, int64_t k, const W* packed, const float* sca
 
 template <typename W>
 void pack(const W* w, int64_t n, int64_t k, W* packed) {
-  const int64_t panels = (n + kPanel - 1) / kPanel;
+  const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
 #pragma omp parallel for schedule(static) if (n * k > 262144)
   for (int64_t p = 0; p < panels; ++p) {
-    W* dst = packed + p * k * kPanel;
+    W* dst = packed + p * k * kPanelWidth;
     for (int64_t j = 0; j < k; ++j)
-      for (int64_t c = 0; c < kPanel; ++c) {
-        const int64_t row = p * kPanel + c;
-        dst[j * kPanel + c] = row < n ? w[row * k + j] : W(0);
+      for (int64_t c = 0; c < kPanelWidth; ++c) {
+        const int64_t row = p * kPanelWidth + c;
+        dst[j * kPanelWidth + c] = row < n ? w[row * k + j] : W(0);
       }
   }
 }

@@ -1,6 +1,7 @@
 // bias_act (CUDA, in place): x[n, c] = act(x[n, c] + bias[c]) + residual[n, c], bias and
-// residual optional; act: identity, relu, gelu (erf), gelu_new (tanh). fp32/fp16/bf16, fp32
-// math with erff/tanhf. Grid-stride; 8-element vectors when cols % 8 == 0 and aligned.
+// residual optional; act: identity, relu, gelu (erf), gelu_new (tanh), the formulas of
+// eet/activations.h (shared with the CPU twin) with CUDA's erff/tanhf. fp32/fp16/bf16, fp32
+// math. Grid-stride; 8-element vectors when cols % 8 == 0 and aligned.
 #include "common.cuh"
 #include "eet/ops_cuda.h"
 
@@ -11,16 +12,6 @@ namespace {
 using detail::from_float;
 using detail::is_aligned16;
 using detail::to_float;
-
-// Same formulas and constants as the CPU twin (relu maps NaN to 0 there too).
-template <Act A>
-__device__ __forceinline__ float apply(float v) {
-  if constexpr (A == Act::kRelu) return v > 0.f ? v : 0.f;
-  if constexpr (A == Act::kGeluErf) return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
-  if constexpr (A == Act::kGeluTanh)
-    return 0.5f * v * (1.f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-  return v;
-}
 
 template <typename T, Act A>
 __global__ void __launch_bounds__(256)
@@ -39,7 +30,7 @@ __global__ void __launch_bounds__(256)
       for (int e = 0; e < 8; ++e) v[e] += t[e];
     }
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = apply<A>(v[e]);
+    for (int e = 0; e < 8; ++e) v[e] = activate<A>(v[e]);
     if (residual != nullptr) {
       detail::load8_vec(residual + off, t);
 #pragma unroll
@@ -59,7 +50,7 @@ __global__ void __launch_bounds__(256)
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float v = to_float(x[i]);
     if (bias != nullptr) v += to_float(bias[i % cols]);
-    v = apply<A>(v);
+    v = activate<A>(v);
     if (residual != nullptr) v += to_float(residual[i]);
     x[i] = from_float<T>(v);
   }

@@ -134,12 +134,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 // Sum over the block, returned to every thread. red: >= 32 floats of shared memory. The
 // leading barrier lets back-to-back calls reuse red: nobody overwrites it before all
 // threads have read the previous result.

@@ -1,16 +1,19 @@
-// Torch bindings of the GEMM ops:
-//   ffn:    act(x W1^T + b1) W2^T + b2 (+ residual)
-//   linear: act(x W^T + b)   (the QKV / output projections and the LM head)
-// The GEMMs run through gemm.h (oneDNN with fused bias/activation on CPU, cuBLAS + the
-// eet_like bias_act epilogue on CUDA); bias + residual is one fused epilogue pass.
+// Torch glue of ffn: act(x W1^T + b1) W2^T + b2 (+ residual), x [..., H], w1 [I, H], w2 [H, I].
+// Both GEMMs run on the device's GemmBackend (gemm.h: oneDNN with fused bias/activation on
+// CPU, cuBLAS + the eet_like bias_act epilogue on CUDA); b2 + residual is one epilogue pass.
+#include "enums.h"
 #include "gemm.h"
+#include "op_impls.h"
 
 namespace eet {
 
-at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
-               const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
-               c10::string_view activation, const c10::optional<at::Tensor>& residual) {
-  const Act act = to_act(std::string(activation));
+namespace {
+
+at::Tensor ffn_on(const GemmBackend& g, const at::Tensor& x, const at::Tensor& w1,
+                  const c10::optional<at::Tensor>& b1, const at::Tensor& w2,
+                  const c10::optional<at::Tensor>& b2, c10::string_view activation,
+                  const c10::optional<at::Tensor>& residual) {
+  const Act act = to_act(activation);
   const int64_t H = check_gemm_input(x), N = x.numel() / H;
   check_like(w1, "w1", x, "x");
   check_rank(w1, "w1", 2, "[I, H]");
@@ -36,55 +39,27 @@ at::Tensor ffn(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at
                       shape_str(x), "), got ", shape_str(*residual));
     res = residual->contiguous().view({N, H});
   }
-  const at::Tensor h = gemm_bias_act(x.view({N, H}), w1.contiguous(), bb1, act);
-  if (!res.defined()) return gemm_bias_act(h, w2.contiguous(), bb2, Act::kIdentity).view(x.sizes());
-  at::Tensor out = gemm_bias_act(h, w2.contiguous(), at::Tensor(), Act::kIdentity);
-  bias_act_epilogue(out, bb2.defined() ? &bb2 : nullptr, &res, Act::kIdentity);
+  const at::Tensor h = g.gemm_bias_act(x.view({N, H}), w1.contiguous(), bb1, act);
+  if (!res.defined()) return g.gemm_bias_act(h, w2.contiguous(), bb2, Act::kIdentity).view(x.sizes());
+  at::Tensor out = g.gemm_bias_act(h, w2.contiguous(), at::Tensor(), Act::kIdentity);
+  g.bias_act(out, bb2.defined() ? &bb2 : nullptr, &res, Act::kIdentity);
   return out.view(x.sizes());
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                  c10::string_view activation) {
-  const Act act = to_act(std::string(activation));
-  const int64_t K = check_gemm_input(x), N = x.numel() / K;
-  check_like(weight, "weight", x, "x");
-  check_rank(weight, "weight", 2, "[M, K]");
-  TORCH_CHECK_VALUE(weight.size(1) == K, "weight must be [M, K] with K = x.size(-1) = ", K,
-                    ", got ", shape_str(weight));
-  const int64_t M = weight.size(0);
-  at::Tensor b;
-  if (bias.has_value()) {
-    check_like(*bias, "bias", x, "x");
-    check_shape(*bias, "bias", {M}, "[M]");
-    b = bias->contiguous();
-  }
-  return gemm_bias_act(x.view({N, K}), weight.contiguous(), b, act).view(with_last_dim(x, M));
+}  // namespace
+
+at::Tensor ffn_cpu(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
+                   const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
+                   c10::string_view activation, const c10::optional<at::Tensor>& residual) {
+  return ffn_on(kCpuGemm, x, w1, b1, w2, b2, activation, residual);
 }
 
-std::string cpu_gemm() { return cpu_gemm_backend(); }
-
-at::Tensor pack_linear(const at::Tensor& weight) {
-  check_float(weight, "weight");
-  TORCH_CHECK_VALUE(weight.is_cpu(), "weight must be on CPU: packed weights are the CPU GEMM's "
-                    "format (use linear on CUDA), got ", weight.device());
-  check_rank(weight, "weight", 2, "[N, K]");
-  TORCH_CHECK_VALUE(weight.numel() > 0, "weight must be non-empty, got ", shape_str(weight));
-  const at::Tensor w = weight.contiguous();
-  const int64_t n = w.size(0), k = w.size(1);
-  at::Tensor packed = at::empty({(n + cpu::kPanel - 1) / cpu::kPanel, k, cpu::kPanel}, w.options());
-  cpu::pack_weight(w.data_ptr<float>(), n, k, packed.data_ptr<float>());
-  return packed;
+#ifdef WITH_CUDA
+at::Tensor ffn_cuda(const at::Tensor& x, const at::Tensor& w1, const c10::optional<at::Tensor>& b1,
+                    const at::Tensor& w2, const c10::optional<at::Tensor>& b2,
+                    c10::string_view activation, const c10::optional<at::Tensor>& residual) {
+  return ffn_on(kCudaGemm, x, w1, b1, w2, b2, activation, residual);
 }
-
-at::Tensor linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features,
-                         const c10::optional<at::Tensor>& bias, c10::string_view activation) {
-  const Act act = to_act(std::string(activation));
-  at::Tensor b;
-  const int64_t K = check_packed_gemm(x, packed, at::kFloat, "pack_linear", out_features, bias, "linear_packed", b);
-  at::Tensor y = at::empty(with_last_dim(x, out_features), x.options());
-  cpu::gemm_packed(x.data_ptr<float>(), x.numel() / K, K, packed.data_ptr<float>(), out_features,
-                   b.defined() ? b.data_ptr<float>() : nullptr, act, y.data_ptr<float>());
-  return y;
-}
+#endif
 
 }  // namespace eet

@@ -1,10 +1,17 @@
-// See gemm.h. oneDNN is reached through the torch dispatcher (the mkldnn::_linear_pointwise
-// op torch's own inductor uses), so no oneDNN headers or link flags are needed here.
+// The GemmBackend of each device (see gemm.h). oneDNN is reached through the torch dispatcher
+// (the mkldnn::_linear_pointwise op torch's own inductor uses), so no oneDNN headers or link
+// flags are needed here. Also cpu_gemm_backend(), exported as eet_like._C.cpu_gemm().
 #include "gemm.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cstdlib>
+
+#include "op_impls.h"
+#ifdef WITH_CUDA
+#include "cuda_launch.h"
+#include "enums.h"
+#endif
 
 namespace eet {
 
@@ -38,30 +45,14 @@ bool use_onednn() {
   return onednn_linear() != nullptr;
 }
 
-}  // namespace
-
-std::string cpu_gemm_backend() { return use_onednn() ? "onednn" : "eet"; }
-
-void bias_act_epilogue(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual,
-                       Act act) {
-  const int64_t rows = y.size(0), cols = y.size(1);
-  if (y.is_cuda()) {
-#ifdef WITH_CUDA
-    const c10::cuda::CUDAGuard guard(y.device());
-    EET_CHECK_LAUNCH(cuda::bias_act(to_dtype(y), y.data_ptr(), bias ? bias->data_ptr() : nullptr,
-                                    residual ? residual->data_ptr() : nullptr, act, rows, cols,
-                                    current_stream()),
-                     "bias_act");
-#endif
-    return;
-  }
+void bias_act_cpu(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual, Act act) {
   cpu::bias_act(y.data_ptr<float>(), bias ? bias->data_ptr<float>() : nullptr,
-                residual ? residual->data_ptr<float>() : nullptr, act, rows, cols);
+                residual ? residual->data_ptr<float>() : nullptr, act, y.size(0), y.size(1));
 }
 
-at::Tensor gemm_bias_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
-                         Act act) {
-  if (x.is_cpu() && use_onednn()) {
+at::Tensor gemm_bias_act_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                             Act act) {
+  if (use_onednn()) {
     const char* attr = "none";
     std::optional<c10::string_view> alg = c10::string_view("");
     switch (act) {
@@ -76,8 +67,38 @@ at::Tensor gemm_bias_act(const at::Tensor& x, const at::Tensor& w, const at::Ten
   if (act == Act::kIdentity)
     return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
   at::Tensor y = at::mm(x, w.t());
-  bias_act_epilogue(y, bias.defined() ? &bias : nullptr, nullptr, act);
+  bias_act_cpu(y, bias.defined() ? &bias : nullptr, nullptr, act);
   return y;
 }
+
+#ifdef WITH_CUDA
+void bias_act_cuda(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual, Act act) {
+  TORCH_CHECK(y.is_cuda(), "bias_act: the CUDA implementation got a tensor on ", y.device());
+  const c10::cuda::CUDAGuard guard(y.device());
+  EET_CHECK_LAUNCH(cuda::bias_act(to_dtype(y), y.data_ptr(), bias ? bias->data_ptr() : nullptr,
+                                  residual ? residual->data_ptr() : nullptr, act, y.size(0),
+                                  y.size(1), current_stream()),
+                   "bias_act");
+}
+
+at::Tensor gemm_bias_act_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                              Act act) {
+  TORCH_CHECK(x.is_cuda(), "gemm: the CUDA implementation got x on ", x.device());
+  if (act == Act::kIdentity)
+    return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
+  at::Tensor y = at::mm(x, w.t());
+  bias_act_cuda(y, bias.defined() ? &bias : nullptr, nullptr, act);
+  return y;
+}
+#endif
+
+}  // namespace
+
+const GemmBackend kCpuGemm = {&gemm_bias_act_cpu, &bias_act_cpu};
+#ifdef WITH_CUDA
+const GemmBackend kCudaGemm = {&gemm_bias_act_cuda, &bias_act_cuda};
+#endif
+
+std::string cpu_gemm_backend() { return use_onednn() ? "onednn" : "eet"; }
 
 }  // namespace eet

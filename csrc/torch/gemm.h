@@ -1,24 +1,37 @@
-// The GEMMs behind the ffn and linear ops: y = act(x W^T + b) for a contiguous [N, K] x.
-// - CPU fp32: oneDNN (torch's mkldnn::_linear_pointwise) with the bias and activation as
-//   fused post-ops when torch has it; on the AVX2 EPYC development CPU it runs the
-//   768x3072 FFN GEMMs ~1.2x faster than MKL's sgemm (at::addmm) and streams cold weights
-//   faster in decode. EET_LIKE_CPU_GEMM=eet selects at::mm + the eet_like bias_act epilogue.
-// - CUDA: cuBLAS through at::mm / at::addmm + the bias_act epilogue kernel.
+// What the GEMM ops' glue shares (ffn.cpp, linear.cpp and the packed CPU GEMMs):
+// - GemmBackend: y = act(x W^T + b) for a contiguous [N, K] x and the in-place bias_act
+//   epilogue, one per device (gemm.cpp). CPU fp32: oneDNN (torch's mkldnn::_linear_pointwise)
+//   with the bias and activation as fused post-ops when torch has it; on the AVX2 EPYC
+//   development CPU it runs the 768x3072 FFN GEMMs ~1.2x faster than MKL's sgemm
+//   (at::addmm) and streams cold weights faster in decode. EET_LIKE_CPU_GEMM=eet selects
+//   at::mm + the eet_like bias_act epilogue. CUDA: cuBLAS through at::mm / at::addmm + the
+//   bias_act epilogue kernel.
+// - the argument checks of the GEMM ops and the panel layout of the packed weights.
 #pragma once
 
-#include "binding_common.h"
+#include <torch/extension.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "checks.h"
+#include "eet/ops.h"
 
 namespace eet {
 
-// In place on a [rows, cols] y: y = act(y + bias) + residual (either may be null).
-void bias_act_epilogue(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual, Act act);
+struct GemmBackend {
+  // act(x W^T + b); x [N, K] contiguous, w [M, K] contiguous, bias [M] or undefined.
+  at::Tensor (*gemm_bias_act)(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                              Act act);
+  // In place on a [rows, cols] y: y = act(y + bias) + residual (either may be null).
+  void (*bias_act)(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual, Act act);
+};
 
-// act(x W^T + b); x [N, K] contiguous, w [M, K], bias [M] or undefined.
-at::Tensor gemm_bias_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, Act act);
-
-// Which CPU GEMM gemm_bias_act uses now: "onednn" or "eet" (EET_LIKE_CPU_GEMM, default
-// onednn where torch has it).
-std::string cpu_gemm_backend();
+extern const GemmBackend kCpuGemm;
+#ifdef WITH_CUDA
+extern const GemmBackend kCudaGemm;
+#endif
 
 // x of a GEMM op: float, non-empty [..., K], contiguous. Returns K.
 inline int64_t check_gemm_input(const at::Tensor& x) {
@@ -36,9 +49,15 @@ inline std::vector<int64_t> with_last_dim(const at::Tensor& x, int64_t n) {
   return shape;
 }
 
+// The shape of an [n, k] weight packed into panels: [ceil(n / kPanelWidth), k, kPanelWidth].
+inline std::vector<int64_t> panel_shape(int64_t n, int64_t k) {
+  return {(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth};
+}
+
 // The arguments of a packed-weight GEMM op (linear_packed, linear_int8_packed) on CPU: x
-// [..., K] (returns K), packed [ceil(out_features / 16), K, 16] of `packed_dtype` made by
-// `packer`, bias [out_features] or none (returned contiguous, or undefined).
+// [..., K] (returns K), packed [ceil(out_features / kPanelWidth), K, kPanelWidth] of
+// `packed_dtype` made by `packer`, bias [out_features] or none (returned contiguous, or
+// undefined).
 inline int64_t check_packed_gemm(const at::Tensor& x, const at::Tensor& packed, at::ScalarType packed_dtype,
                                  const char* packer, int64_t out_features,
                                  const c10::optional<at::Tensor>& bias, const char* op, at::Tensor& bias_out) {
@@ -55,16 +74,23 @@ inline int64_t check_packed_gemm(const at::Tensor& x, const at::Tensor& packed, 
   }
   check_contiguous(packed, "packed");
   TORCH_CHECK_VALUE(out_features > 0, "out_features must be > 0, got ", out_features);
-  const int64_t panels = (out_features + cpu::kPanel - 1) / cpu::kPanel;
-  const std::string spec = std::string("[ceil(out_features / 16), K, 16] (from ") + packer +
+  const std::string spec = "[ceil(out_features / " + std::to_string(kPanelWidth) + "), K, " +
+                           std::to_string(kPanelWidth) + "] (from " + packer +
                            " of an [out_features, K] weight)";
-  check_shape(packed, "packed", {panels, K, cpu::kPanel}, spec.c_str());
+  check_shape(packed, "packed", panel_shape(out_features, K), spec.c_str());
   if (bias.has_value()) {
     check_like(*bias, "bias", x, "x");
     check_shape(*bias, "bias", {out_features}, "[out_features]");
     bias_out = bias->contiguous();
   }
   return K;
+}
+
+// The CUDA registration of an op with a CPU kernel only, after the op's checks (which reject
+// the argument on CUDA by name) let it through.
+[[noreturn]] inline void cpu_only_op(const char* op) {
+  TORCH_CHECK(false, op, " is a CPU op (no CUDA kernel): pass CPU tensors");
+  throw std::logic_error("unreachable");
 }
 
 }  // namespace eet

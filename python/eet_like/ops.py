@@ -13,9 +13,14 @@ from typing import Optional, Tuple
 
 import torch
 
+from . import _C
+
 _ops = torch.ops.eet_like
 
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_tanh", "relu", "identity")
+# The activation names every op accepts, from the one C++ table (csrc/include/eet/activations.h).
+ACTIVATIONS = tuple(_C.activations())
+# Output columns per panel of pack_linear / pack_linear_int8 weights: [ceil(N / PANEL_WIDTH), K, PANEL_WIDTH].
+PANEL_WIDTH = int(_C.PANEL_WIDTH)
 
 
 def _tensor(t, name):
@@ -159,7 +164,6 @@ def cpu_gemm() -> str:
     """The CPU GEMM backend of ffn/linear: 'onednn' (torch's oneDNN linear with fused
     bias/activation; the default where torch has it) or 'eet' (torch.mm + the eet_like
     bias_act epilogue). Set EET_LIKE_CPU_GEMM=eet|onednn to choose; read at each call."""
-    from . import _C
     return _C.cpu_gemm()
 
 

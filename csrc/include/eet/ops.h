@@ -6,12 +6,15 @@
 
 #include <cstdint>
 
+#include "eet/activations.h"  // Act, the activation names and formulas
+
 namespace eet {
 
 enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
-// Activation applied by bias_act; names as in transformers' ACT2FN.
-enum class Act : int { kIdentity = 0, kRelu = 1, kGeluErf = 2, kGeluTanh = 3 };
+// Width of the column panels of the packed-weight GEMM (below): a packed [N, K] weight is
+// [ceil(N / kPanelWidth), K, kPanelWidth]. Exported to Python as eet_like.ops.PANEL_WIDTH.
+constexpr int64_t kPanelWidth = 16;
 
 // Generic multi-head attention over strided Q/K/V (the head dim D is always contiguous):
 //   out[b, i, h, :] = sum_j softmax_j(scale * q[b, i, h, :] . k[b, j, h, :]) v[b, j, h, :]
@@ -75,9 +78,8 @@ void bias_act(float* x, const float* bias, const float* residual, Act act, int64
               int64_t cols);
 
 // Packed-weight GEMM (gemm_packed.cpp). A [N, K] nn.Linear weight is packed once into panels
-// of kPanel output columns, [ceil(N / kPanel)][K][kPanel], zero padded, so the kernel streams
-// each panel contiguously; y[M, N] = act(x[M, K] W^T + bias), bias may be null.
-constexpr int64_t kPanel = 16;
+// of kPanelWidth output columns, [ceil(N / kPanelWidth)][K][kPanelWidth], zero padded, so the
+// kernel streams each panel contiguously; y[M, N] = act(x[M, K] W^T + bias), bias may be null.
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
 void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
                  const float* bias, Act act, float* y);
@@ -91,8 +93,8 @@ void pack_weight_int8(const int8_t* q, int64_t n, int64_t k, int8_t* packed);
 void gemm_packed_int8(const float* x, int64_t m, int64_t k, const int8_t* packed,
                       const float* scales, int64_t n, const float* bias, Act act, float* y);
 
-void attention(const AttnParams& p);          // fp32
-void kv_cache_write(const CacheWriteParams& p);  // fp32
+void attention(const AttnParams& p);             // fp32 (attention.cpp)
+void kv_cache_write(const CacheWriteParams& p);  // fp32 (kv_cache.cpp)
 
 }  // namespace cpu
 }  // namespace eet

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import ops
+
 _ops = torch.ops.eet_like
 
 
@@ -30,7 +32,7 @@ class Int8Weight:
         quantized tied word-embedding matrix."""
         k = self.shape[1]
         flat = index.reshape(-1)
-        panel, col = flat // 16, flat % 16
+        panel, col = flat // ops.PANEL_WIDTH, flat % ops.PANEL_WIDTH
         q = self.packed[panel, :, col]                      # [T, K] int8
         return (q.float() * self.scales[flat, None]).view(*index.shape, k)
 

@@ -1,5 +1,6 @@
-// Input checks for the torch bindings. Every failure names the argument, what was expected
-// and what came; value errors surface in Python as ValueError, dtype errors as TypeError.
+// Input checks of the torch glue (csrc/torch/*.cpp), shared by the CPU and CUDA
+// implementations of every op. Every failure names the argument, what was expected and what
+// came; value errors surface in Python as ValueError, dtype errors as TypeError.
 #pragma once
 
 #include <torch/extension.h>
@@ -66,6 +67,22 @@ inline void check_device(const at::Tensor& t, const char* name, const at::Tensor
 inline void check_index(const at::Tensor& t, const char* name) {
   const auto st = t.scalar_type();
   TORCH_CHECK_TYPE(st == at::kLong || st == at::kInt, name, " must be int64 or int32, got ", st);
+}
+
+// Optional int index tensor ([B]) as a contiguous int32 tensor on `ref`'s device.
+inline c10::optional<at::Tensor> as_int32(const c10::optional<at::Tensor>& t, const char* name,
+                                          const at::Tensor& ref, const char* ref_name,
+                                          int64_t batch) {
+  if (!t.has_value()) return c10::nullopt;
+  check_index(*t, name);
+  check_device(*t, name, ref, ref_name);
+  check_shape(*t, name, {batch}, "[B]");
+  return t->to(at::kInt).contiguous();
+}
+
+template <typename T = void>
+inline T* ptr_or_null(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? static_cast<T*>(t->data_ptr()) : nullptr;
 }
 
 }  // namespace eet
