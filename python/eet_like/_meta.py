@@ -2,6 +2,8 @@
 torch.compile, torch.export and torch.library.opcheck without running."""
 import torch
 
+from ._C import PANEL_WIDTH as _P
+
 
 @torch.library.register_fake("eet_like::layernorm")
 def _layernorm(x, weight, bias, eps):
@@ -32,7 +34,7 @@ def _linear(x, weight, bias, activation):
 @torch.library.register_fake("eet_like::pack_linear")
 def _pack_linear(weight):
     n, k = weight.shape
-    return weight.new_empty(((n + 15) // 16, k, 16))
+    return weight.new_empty(((n + _P - 1) // _P, k, _P))
 
 
 @torch.library.register_fake("eet_like::linear_packed")
@@ -49,7 +51,7 @@ def _quantize_int8(weight):
 @torch.library.register_fake("eet_like::pack_linear_int8")
 def _pack_linear_int8(qweight):
     n, k = qweight.shape
-    return qweight.new_empty(((n + 15) // 16, k, 16))
+    return qweight.new_empty(((n + _P - 1) // _P, k, _P))
 
 
 @torch.library.register_fake("eet_like::linear_int8_packed")

@@ -5,6 +5,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ._C import PANEL_WIDTH
+
 _ACTS = {
     "gelu": lambda x: F.gelu(x),
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -111,9 +113,10 @@ def linear(x, weight, bias=None, activation="identity"):
 
 def pack_linear(weight):
     n, k = weight.shape
-    padded = torch.zeros(((n + 15) // 16) * 16, k, dtype=weight.dtype, device=weight.device)
+    p = PANEL_WIDTH
+    padded = torch.zeros(((n + p - 1) // p) * p, k, dtype=weight.dtype, device=weight.device)
     padded[:n] = weight
-    return padded.view(-1, 16, k).transpose(1, 2).contiguous()
+    return padded.view(-1, p, k).transpose(1, 2).contiguous()
 
 
 def linear_packed(x, packed, out_features, bias=None, activation="identity"):

@@ -1,3 +1,4 @@
+"""The embedding module: token + position (+ token type) lookup, optional fused layernorm."""
 import torch
 from torch import nn
 

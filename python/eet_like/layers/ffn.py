@@ -1,3 +1,4 @@
+"""The feed-forward module of every block: act(x W1^T + b1) W2^T, bias + activation fused."""
 import torch
 from torch import nn
 

@@ -1,3 +1,4 @@
+"""LayerNorm with the residual add (and the previous GEMM's bias) fused in."""
 import torch
 from torch import nn
 
