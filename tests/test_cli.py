@@ -392,8 +392,8 @@ def test_make_report_gpu_tables_and_bench_json(tmp_path):
 
 
 def test_generate_quantize_int8(gpt2_dir, bert_dir, tmp_path):
-    """--quantize int8 loads the int8 model: the text is that model's greedy continuation; BERT
-    has no int8 yet and says so (exit 2, one line)."""
+    """--quantize int8 loads the int8 model: the text is that model's greedy continuation, and
+    `embed --quantize int8` writes the int8 BERT's embeddings."""
     res = cli("generate", "--model", gpt2_dir, "--prompt", "The quick brown fox", "--max-new-tokens", 12,
               "--quantize", "int8")
     assert res.returncode == 0, res.stderr
@@ -403,6 +403,10 @@ def test_generate_quantize_int8(gpt2_dir, bert_dir, tmp_path):
     out = model.generate(ids, max_new_tokens=12, pad_token_id=tok.eos_token_id)[0]
     assert res.stdout == tok.decode(out, skip_special_tokens=True) + "\n"
     sentences = tmp_path / "s.txt"
-    sentences.write_text("hello\n")
-    assert_user_error(cli("embed", "--model", bert_dir, "--input", sentences, "--quantize", "int8"),
-                      "not supported for BERT yet")
+    sentences.write_text("hello there\n")
+    res = cli("embed", "--model", bert_dir, "--input", sentences, "--quantize", "int8")
+    assert res.returncode == 0, res.stderr
+    got = torch.tensor(json.loads((tmp_path / "s.embeddings.jsonl").read_text())["embedding"])
+    bert8 = eet_like.BertModel.from_pretrained(str(bert_dir), quantize="int8")
+    want = eet_like.encode_sentences(bert8, transformers.AutoTokenizer.from_pretrained(bert_dir), "hello there")
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)   # the JSONL rounds to 7 digits

@@ -15,7 +15,6 @@ needs eet_like (and the model directory at the same path). `pip install 'eet_lik
 
 The `--ray` path of `eet-like embed` / `eet-like predict` is eet_like.app.ray_cli, on this API.
 """
-import json
 import logging
 import os
 import socket
@@ -34,6 +33,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from . import BertModel, GPT2LMHeadModel, encode_sentences
 from .embeddings import POOLINGS
+from .integrations.transformers import config_model_type
 from .text import generate_window, load_tokenizer
 
 ROWS_PER_CALL = 16  # model batches per actor call (the rows are sorted by length inside a call)
@@ -71,13 +71,7 @@ def _check_device(device: str, dtype: str):
 
 
 def _model_type(model_dir: str, want: str, what: str):
-    if not os.path.isdir(model_dir):
-        raise ValueError(f"model_dir: {model_dir!r} is not a directory")
-    cfg = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(cfg):
-        raise ValueError(f"model_dir: no config.json in {model_dir!r}")
-    with open(cfg) as f:
-        model_type = json.load(f).get("model_type")
+    model_type = config_model_type(model_dir, "model_dir")
     if model_type != want:
         raise ValueError(f"model_dir: model_type {model_type!r} is not supported by {what} (supported: {want})")
 

@@ -7,6 +7,7 @@ import os
 import torch
 
 from ..errors import UsageError
+from ..integrations.transformers import config_model_type
 from ..validation import check_device_dtype
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -32,17 +33,10 @@ def check_device(device, dtype):
 
 def model_type_of(path):
     """The model_type of checkpoint directory --model `path` (its config.json)."""
-    if not os.path.isdir(path):
-        raise UsageError(f"--model: {path!r} is not a directory")
-    cfg = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg):
-        raise UsageError(f"--model: no config.json in {path!r} (expected a transformers checkpoint directory)")
-    with open(cfg) as f:
-        try:
-            model_type = json.load(f).get("model_type")
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--model: {cfg} is not valid JSON ({e})") from e
-    return model_type
+    try:
+        return config_model_type(path, "--model")
+    except ValueError as e:
+        raise UsageError(str(e)) from e
 
 
 def quantize_arg(args):

@@ -87,3 +87,18 @@ def offline_gpt2_tokenizer(cache_dir: str = None):
             shutil.copyfile(os.path.join(data, src), tmp)
             os.replace(tmp, target)  # atomic: concurrent callers never see half a file
     return GPT2TokenizerFast.from_pretrained(cache_dir)
+
+
+def config_model_type(path, option: str = "path"):
+    """The model_type in checkpoint directory `path`'s config.json; ValueError naming `option`
+    when there is no such directory or file, or it is not JSON."""
+    if not os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is not a directory")
+    cfg = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg):
+        raise ValueError(f"{option}: no config.json in {path!r} (expected a transformers checkpoint directory)")
+    with open(cfg) as f:
+        try:
+            return json.load(f).get("model_type")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{option}: {cfg} is not valid JSON ({e})") from e

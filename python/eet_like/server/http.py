@@ -126,15 +126,27 @@ def build_app(engine, metrics, spec: protocol.ModelSpec) -> Starlette:
         return _error(400, f"the model '{spec.id}' serves {spec.kind}, not {endpoint}: use /v1/{spec.kind}",
                       param="model")
 
-    async def completions(request: Request):
-        ep = "completions"
+    async def parse(ep, request, parser):
+        """(the parsed request, None), or (None, the error response) for a request this model
+        does not serve or that does not parse."""
         if spec.kind != ep:
-            return wrong_kind(ep)
+            return None, wrong_kind(ep)
         try:
-            req = protocol.parse_completion(await _read_json(request), spec)
+            return parser(await _read_json(request)), None
         except RequestError as e:
             count(ep, "invalid")
-            return JSONResponse(e.body(), status_code=e.status)
+            return None, JSONResponse(e.body(), status_code=e.status)
+
+    def parse_embedding(body):
+        req = protocol.parse_embedding(body, spec)
+        protocol.check_embedding_lengths([len(spec.encode(t.strip())) for t in req.texts], spec.context)
+        return req
+
+    async def completions(request: Request):
+        ep = "completions"
+        req, error = await parse(ep, request, lambda body: protocol.parse_completion(body, spec))
+        if error is not None:
+            return error
         ch = _Channel()
         seqs = [Sequence(ids, req.params, ch.put, index=i) for i, ids in enumerate(req.prompts)]
         try:
@@ -223,15 +235,9 @@ def build_app(engine, metrics, spec: protocol.ModelSpec) -> Starlette:
 
     async def embeddings(request: Request):
         ep = "embeddings"
-        if spec.kind != ep:
-            return wrong_kind(ep)
-        try:
-            req = protocol.parse_embedding(await _read_json(request), spec)
-            lengths = [len(spec.encode(t.strip())) for t in req.texts]
-            protocol.check_embedding_lengths(lengths, spec.context)
-        except RequestError as e:
-            count(ep, "invalid")
-            return JSONResponse(e.body(), status_code=e.status)
+        req, error = await parse(ep, request, parse_embedding)
+        if error is not None:
+            return error
         ch = _Channel()
         job = EmbedJob(req.texts, ch.put)
         try:
