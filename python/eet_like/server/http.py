@@ -138,9 +138,11 @@ def build_app(engine, metrics, spec: protocol.ModelSpec) -> Starlette:
             return None, JSONResponse(e.body(), status_code=e.status)
 
     def parse_embedding(body):
+        """-> (the request, the token count of each text)."""
         req = protocol.parse_embedding(body, spec)
-        protocol.check_embedding_lengths([len(spec.encode(t.strip())) for t in req.texts], spec.context)
-        return req
+        lengths = [len(spec.encode(t.strip())) for t in req.texts]
+        protocol.check_embedding_lengths(lengths, spec.context)
+        return req, lengths
 
     async def completions(request: Request):
         ep = "completions"
@@ -235,9 +237,10 @@ def build_app(engine, metrics, spec: protocol.ModelSpec) -> Starlette:
 
     async def embeddings(request: Request):
         ep = "embeddings"
-        req, error = await parse(ep, request, parse_embedding)
+        parsed, error = await parse(ep, request, parse_embedding)
         if error is not None:
             return error
+        req, lengths = parsed
         ch = _Channel()
         job = EmbedJob(req.texts, ch.put)
         try:
