@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: demo test test-latest setup setup-fairseq bench cmake-test constraints test-cuda-emu \
-	test-cuda-emu-sanitize
+	test-cuda-emu-sanitize test-cuda-emu-py
 setup:
 	VENV=$(VENV) bash scripts/setup_env.sh
 
@@ -43,13 +43,26 @@ cmake-test:
 	ctest --test-dir build/cmake --output-on-failure
 
 # The CUDA kernels on the CPU (csrc/cuda_emu): the CUDA test and the broken-kernel checks,
-# built with the host compiler, normally and under AddressSanitizer + UBSan.
+# built with the host compiler, normally and under AddressSanitizer + UBSan; then the Python
+# flavour (test-cuda-emu-py).
 EMU_TESTS := cuda_ops_emulated_test cuda_emu_broken_test
 test-cuda-emu:
 	cmake -S . -B build/emu -DCMAKE_BUILD_TYPE=Release -DEET_WITH_CUDA=OFF
 	cmake --build build/emu -j2 --target $(EMU_TESTS)
 	ctest --test-dir build/emu --output-on-failure -R 'cuda_ops_emulated|cuda_emu_broken'
 	$(MAKE) test-cuda-emu-sanitize
+	$(MAKE) test-cuda-emu-py
+
+# eet_like built with EET_CUDA_EMULATION=1 (ops on CPU tensors run csrc/cuda/*.cu on the
+# emulator; build dir build/emu-py) into its own site directory, so the normal build in
+# $(VENV) stays as it is; then the pytest suite's emulated cases (`-m emulated`: every CUDA case
+# of the op tests in fp32/fp16/bf16, GPT-2, BERT and fairseq against transformers/fairseq).
+EMU_SITE := build/emu-py/site
+test-cuda-emu-py: setup setup-fairseq
+	EET_CUDA_EMULATION=1 MAX_JOBS=$${MAX_JOBS:-2} $(PY) -m pip install -q --no-build-isolation --no-deps \
+		--upgrade --target $(EMU_SITE) .
+	PYTHONPATH=$(EMU_SITE) $(PY) -c 'import eet_like; assert eet_like.cuda_emulated(), eet_like.__file__'
+	PYTHONPATH=$(EMU_SITE) $(PY) -m pytest tests -m emulated -q -ra --durations=10
 
 test-cuda-emu-sanitize:
 	cmake -S . -B build/emu-san -DCMAKE_BUILD_TYPE=Release -DEET_WITH_CUDA=OFF -DEET_EMU_SANITIZE=ON

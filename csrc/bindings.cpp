@@ -1,7 +1,8 @@
 // Registration of every eet_like op: one schema each in the `eet_like` torch library, and one
 // implementation per dispatch key: <op>_cpu for CPU and, in WITH_CUDA builds, <op>_cuda for
 // CUDA (csrc/torch/<op>.cpp; op_impls.h). A CPU-only build registers, for CUDA, a kernel that
-// says so. Another build flavour can register its own implementations for a key the same way.
+// says so. The CUDA emulation build (EET_CUDA_EMULATION, setup.py) registers the <op>_cuda
+// implementations for CPU, except for the ops that only have a CPU kernel.
 // Also the Python module eet_like._C (build facts, the activation names, the panel width).
 // Fake (meta) kernels for torch.compile live in python/eet_like/_meta.py.
 #include <torch/extension.h>
@@ -15,23 +16,32 @@
 
 namespace {
 
-// Every op, for the registrations below.
-#define EET_FOR_EACH_OP(X) \
-  X(layernorm)             \
-  X(add_layernorm)         \
-  X(embedding)             \
-  X(ffn)                   \
-  X(linear)                \
-  X(pack_linear)           \
-  X(linear_packed)         \
-  X(quantize_int8)         \
-  X(pack_linear_int8)      \
-  X(linear_int8_packed)    \
-  X(attention)             \
-  X(masked_attention)      \
+// The ops with a CPU kernel only: in the CUDA emulation build they keep their CPU
+// implementation for the CPU key (the others run their CUDA implementation there).
+#define EET_FOR_EACH_CPU_ONLY_OP(X) \
+  X(pack_linear)                    \
+  X(linear_packed)                  \
+  X(quantize_int8)                  \
+  X(pack_linear_int8)               \
+  X(linear_int8_packed)
+#define EET_FOR_EACH_KERNEL_OP(X) \
+  X(layernorm)                    \
+  X(add_layernorm)                \
+  X(embedding)                    \
+  X(ffn)                          \
+  X(linear)                       \
+  X(attention)                    \
+  X(masked_attention)             \
   X(cross_attention)
+// Every op, for the registrations below.
+#define EET_FOR_EACH_OP(X) EET_FOR_EACH_KERNEL_OP(X) EET_FOR_EACH_CPU_ONLY_OP(X)
 
-#ifndef WITH_CUDA
+// A real CUDA build (not the emulation flavour, whose `_cuda` glue serves CPU tensors).
+#if defined(WITH_CUDA) && !defined(EET_CUDA_EMULATION)
+#define EET_REAL_CUDA 1
+#endif
+
+#ifndef EET_REAL_CUDA
 // The CUDA kernel of every op in a build without CUDA kernels: a clear message instead of
 // torch's "Could not run ... with arguments from the 'CUDA' backend".
 void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
@@ -79,12 +89,20 @@ TORCH_LIBRARY(eet_like, m) {
 
 TORCH_LIBRARY_IMPL(eet_like, CPU, m) {
 #define EET_IMPL_CPU(op) m.impl(#op, &eet::op##_cpu);
+#ifdef EET_CUDA_EMULATION
+  // CPU tensors run the CUDA kernels (csrc/cuda on csrc/cuda_emu) through the CUDA glue.
+#define EET_IMPL_EMULATED(op) m.impl(#op, &eet::op##_cuda);
+  EET_FOR_EACH_KERNEL_OP(EET_IMPL_EMULATED)
+  EET_FOR_EACH_CPU_ONLY_OP(EET_IMPL_CPU)
+#undef EET_IMPL_EMULATED
+#else
   EET_FOR_EACH_OP(EET_IMPL_CPU)
+#endif
 #undef EET_IMPL_CPU
 }
 
 TORCH_LIBRARY_IMPL(eet_like, CUDA, m) {
-#ifdef WITH_CUDA
+#ifdef EET_REAL_CUDA
 #define EET_IMPL_CUDA(op) m.impl(#op, &eet::op##_cuda);
 #else
 #define EET_IMPL_CUDA(op) m.impl(#op, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
@@ -96,13 +114,21 @@ TORCH_LIBRARY_IMPL(eet_like, CUDA, m) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "eet_like compiled kernels (ops are registered under torch.ops.eet_like)";
   m.def("cuda_kernels_available", []() {
-#ifdef WITH_CUDA
+#ifdef EET_REAL_CUDA
         return true;
 #else
         return false;
 #endif
       },
-      "True when this build contains the CUDA kernels");
+      "True when this build contains the CUDA kernels for CUDA devices");
+  m.def("cuda_emulated", []() {
+#ifdef EET_CUDA_EMULATION
+        return true;
+#else
+        return false;
+#endif
+      },
+      "True in the CUDA emulation build: ops on CPU tensors run the CUDA kernels on the CPU");
   m.def("cpu_gemm", &eet::cpu_gemm_backend,
         "The CPU GEMM backend the ffn/linear ops use now: 'onednn' or 'eet' (EET_LIKE_CPU_GEMM)");
   m.def("activations", []() {

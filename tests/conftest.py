@@ -1,6 +1,11 @@
 """Shared fixtures: the `device` fixture over cpu/cuda (CUDA cases skip without a GPU or
 without the CUDA kernels), the dtype list per device, the one tolerance table, and the marker
-for tests tied to the transformers version pinned in constraints.txt."""
+for tests tied to the transformers version pinned in constraints.txt.
+
+In the CUDA emulation build (eet_like.cuda_emulated(): EET_CUDA_EMULATION=1, `make
+test-cuda-emu`) the CUDA cases run on CPU tensors, which go through the CUDA kernels there: the
+`device`/`device_dtype` fixtures hand "cpu" to them, and mark them `emulated` (select them with
+`pytest -m emulated`); the plain CPU cases are skipped (they would run the same kernels)."""
 import os
 import re
 
@@ -22,19 +27,34 @@ TOL_LOOSE = {
 }
 
 
+EMULATED = eet_like.cuda_emulated()
+
+
 def cuda_ready() -> bool:
     return torch.cuda.is_available() and eet_like.cuda_kernels_available()
 
 
+def cuda_like(param: str) -> str:
+    """The device a "cuda" parametrization runs on: cuda, or cpu in the CUDA emulation build
+    (whose CPU tensors run the CUDA kernels); skips when neither is there. A "cpu" case is
+    skipped in the emulation build: its CPU tensors run the CUDA kernels, as the cuda case does."""
+    if param == "cuda":
+        if EMULATED:
+            return "cpu"
+        if not cuda_ready():
+            pytest.skip("no CUDA device or eet_like built without CUDA kernels")
+    elif EMULATED:
+        pytest.skip("the CUDA emulation build runs the CUDA kernels for CPU tensors: the cuda case covers it")
+    return param
+
+
 @pytest.fixture(params=["cpu", "cuda"])
 def device(request):
-    if request.param == "cuda" and not cuda_ready():
-        pytest.skip("no CUDA device or eet_like built without CUDA kernels")
-    return request.param
+    return cuda_like(request.param)
 
 
 def dtypes_for(device):
-    return [torch.float32] if device == "cpu" else [torch.float32, torch.float16, torch.bfloat16]
+    return [torch.float32] if device == "cpu" and not EMULATED else [torch.float32, torch.float16, torch.bfloat16]
 
 
 DEVICE_DTYPES = [("cpu", torch.float32)] + [
@@ -44,9 +64,24 @@ DEVICE_DTYPES = [("cpu", torch.float32)] + [
 @pytest.fixture(params=DEVICE_DTYPES, ids=lambda p: f"{p[0]}-{str(p[1]).split('.')[-1]}")
 def device_dtype(request):
     dev, dt = request.param
-    if dev == "cuda" and not cuda_ready():
-        pytest.skip("no CUDA device or eet_like built without CUDA kernels")
-    return dev, dt
+    return cuda_like(dev), dt
+
+
+def _is_cuda_case(item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params.get("device") == "cuda" or (params.get("device_dtype") or ("",))[0] == "cuda"
+
+
+def pytest_collection_modifyitems(config, items):
+    # `emulated`: what the CUDA emulation build runs (`pytest -m emulated`): the cuda cases of
+    # the device fixtures, plus the modules marked emulated as a whole (test_emulated_*.py).
+    for item in items:
+        if _is_cuda_case(item):
+            item.add_marker(pytest.mark.emulated)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "emulated: runs in the CUDA emulation build (make test-cuda-emu)")
 
 
 # ---------------------------------------------------------------- pinned transformers

@@ -146,6 +146,7 @@ class ReorderSpy:
 
 
 # ---------------------------------------------------------------------------- full forward
+@pytest.mark.emulated  # also the CUDA kernels' test in the CUDA emulation build
 @pytest.mark.parametrize("normalize_before", [True, False], ids=["prenorm", "postnorm"])
 @pytest.mark.parametrize("learned", [True, False], ids=["learned", "sinusoidal"])
 def test_lm_full_forward_logits(normalize_before, learned):
@@ -161,6 +162,7 @@ def test_lm_full_forward_logits(normalize_before, learned):
     torch.testing.assert_close(out[real], ref[real], atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.emulated  # also the CUDA kernels' test in the CUDA emulation build
 @pytest.mark.parametrize("normalize_before", [True, False], ids=["prenorm", "postnorm"])
 def test_mt_full_forward_logits(normalize_before):
     m, d = build_mt(normalize_before, learned=normalize_before, seed=3)
@@ -206,6 +208,7 @@ def test_lm_options_full_and_incremental(kw):
     torch.testing.assert_close(torch.cat(steps, 1), ref, atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.emulated  # also the CUDA kernels' test in the CUDA emulation build
 def test_incremental_left_padded_matches_per_row_runs():
     """A left-padded batch decoded jointly (one prompt pass, then steps at one shared cache
     position) gives each row the logits of that row alone, without pads."""

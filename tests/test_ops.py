@@ -427,3 +427,82 @@ def _opcheck_cases():
 def test_opcheck(case):
     op, args = _opcheck_cases()[case]
     torch.library.opcheck(op, args)
+
+
+# ---------------------------------------------------------------- CUDA kernel paths
+# Every path of the CUDA attention kernels (csrc/cuda/attention.cu): decode (q_len <= 4, one
+# group of G = next pow2 >= D/8 lanes per key) for every head dim 8..256 in steps of 8, the
+# tiled prompt kernel for each of its (G, NC) configurations, the generic kernel for other head
+# dims; key ranges that end on and just past the decode groups' and tiles' boundaries; views
+# whose rows are not 16-byte aligned (the scalar fallbacks). They run on CPU tensors too.
+
+@pytest.mark.parametrize("D", list(range(8, 257, 8)) + [1, 12, 100, 257])
+def test_attention_head_dims(device_dtype, D):
+    dev, dt = device_dtype
+    g = torch.Generator().manual_seed(D)
+    B, H, Smax = 2, 2, 70
+    kc, vc = rand(B, H, Smax, D, gen=g).to(dev, dt), rand(B, H, Smax, D, gen=g).to(dev, dt)
+    qkv = rand(B, 3 * H * D, gen=g).to(dev, dt)
+    positions = torch.tensor([Smax - 1, 33], dtype=torch.int32, device=dev)
+    key_start = torch.tensor([5, 0], dtype=torch.int32, device=dev)
+    ref32 = R.masked_attention(qkv.float(), kc.float(), vc.float(), positions, H, key_start)
+    low = R.masked_attention(qkv, kc.clone(), vc.clone(), positions, H, key_start)
+    out = ops.masked_attention(qkv, kc, vc, positions, H, key_start=key_start)
+    check_close(out, ref32, low, dt, loose=True)
+    # The prompt kernel (tiled for D % 8 == 0 && D <= 256): 2 query tiles, causal, left padded.
+    S = 37
+    p = rand(B, S, 3 * H * D, gen=g)
+    ks = torch.tensor([0, 6], dtype=torch.int32, device=dev)
+    out = ops.attention(p.to(dev, dt), H, True, key_start=ks)
+    check_vs_reference(out, lambda q_: R.attention(q_, H, True, ks), [p.to(dev)], dt, loose=True)
+
+
+@pytest.mark.parametrize("D", [8, 64, 80, 128, 256])
+def test_masked_attention_key_counts(device_dtype, D):
+    """Decode over 1..n live keys, n crossing the group and step boundaries of the decode
+    kernel (groups of 32/G keys per warp, NG * U keys per step), in a cache much longer than
+    the live length; rows at different positions and with different left pads."""
+    dev, dt = device_dtype
+    g = torch.Generator().manual_seed(D + 1)
+    H, Smax = 1, 300
+    counts = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257]
+    B = len(counts)
+    kc, vc = rand(B, H, Smax, D, gen=g).to(dev, dt), rand(B, H, Smax, D, gen=g).to(dev, dt)
+    qkv = rand(B, 3 * H * D, gen=g).to(dev, dt)
+    pads = torch.tensor([(3 * b) % 4 if c > 4 else 0 for b, c in enumerate(counts)], dtype=torch.int32)
+    positions = (pads + torch.tensor(counts, dtype=torch.int32) - 1).to(dev)
+    pads = pads.to(dev)
+    ref32 = R.masked_attention(qkv.float(), kc.float(), vc.float(), positions, H, pads)
+    low = R.masked_attention(qkv, kc.clone(), vc.clone(), positions, H, pads)
+    out = ops.masked_attention(qkv, kc, vc, positions, H, key_start=pads)
+    check_close(out, ref32, low, dt, loose=True)
+
+
+@pytest.mark.parametrize("D", [64, 80])
+def test_kernels_on_misaligned_views(device_dtype, D):
+    """Inputs whose base pointer is off 16-byte alignment by one element (views into a larger
+    buffer): the kernels must notice and take their scalar paths."""
+    dev, dt = device_dtype
+    g = torch.Generator().manual_seed(D + 2)
+    B, S, H = 2, 9, 2
+    buf = rand(B * S * 3 * H * D + 1, gen=g).to(dev, dt)
+    qkv = buf[1:].view(B, S, 3 * H * D)
+    out = ops.attention(qkv, H, True)
+    check_vs_reference(out, lambda q_: R.attention(q_, H, True), [qkv.float()], dt, loose=True)
+    kv = rand(B * S * 2 * H * D + 1, gen=g).to(dev, dt)[1:].view(B, S, 2 * H * D)
+    q = rand(B * 3 * H * D + 1, gen=g).to(dev, dt)[1:].view(B, 3, H * D)
+    out = ops.cross_attention(q, kv[..., : H * D], kv[..., H * D:], H)
+    check_vs_reference(out, lambda q_, k_, v_: R.cross_attention(q_, k_, v_, H),
+                       [q.float(), kv[..., : H * D].float(), kv[..., H * D:].float()], dt, loose=True)
+    hid = 8 * D
+    x = rand(3 * hid + 1, gen=g).to(dev, dt)[1:].view(3, hid)
+    w, b = rand(hid, gen=g).to(dev, dt), rand(hid, gen=g).to(dev, dt)
+    out = ops.layernorm(x, w, b, 1e-5)
+    check_vs_reference(out, lambda x_, w_, b_: R.layernorm(x_, w_, b_, 1e-5), [x.float(), w.float(), b.float()],
+                       dt, loose=True)
+    y = rand(4 * hid + 1, gen=g).to(dev, dt)[1:].view(4, hid)
+    wl = rand(hid, hid, gen=g, scale=hid ** -0.5).to(dev, dt)
+    bl = rand(hid + 1, gen=g).to(dev, dt)[1:]
+    out = ops.linear(y, wl, bl, "gelu")
+    check_vs_reference(out, lambda y_, w_, b_: R.linear(y_, w_, b_, "gelu"), [y.float(), wl.float(), bl.float()],
+                       dt, loose=True)

@@ -12,7 +12,8 @@
 // results instead of lucky ones.
 //
 // Shared memory. `__shared__` is thread_local (cuda_emu.h), so static shared arrays live in
-// the executable's TLS block of the worker; dynamic shared memory lives in thread_local
+// the TLS block of the worker for the module the kernels are linked into (the executable, or
+// the Python extension of the emulation build); dynamic shared memory lives in thread_local
 // arenas whose definitions the build generates for the `extern __shared__` names. A worker
 // fills its whole TLS block with 0xFF bytes (NaN in fp32/fp16/bf16) when it starts a launch;
 // after its first block it records the TLS range that block wrote and re-poisons that range
@@ -90,6 +91,7 @@ extern "C" void eet_emu_swap_ctx(void** save, void* to);
 asm(R"(
 .pushsection .text
 .globl __tls_init
+.hidden __tls_init
 .type __tls_init,@function
 __tls_init:
   ret
@@ -265,8 +267,19 @@ uint64_t splitmix(uint64_t& s) {
 // ---------------------------------------------------------------------------------------
 // TLS poisoning.
 
+// The module (executable or shared library) whose TLS block holds the kernels' shared memory:
+// the one this runtime is linked into (the ctest executables, or the Python extension of the
+// CUDA emulation build), found by the address of one of its functions.
 int find_tls(dl_phdr_info* info, size_t, void* data) {
   auto* w = static_cast<Worker*>(data);
+  const auto here = reinterpret_cast<uintptr_t>(&find_tls);
+  bool mine = false;
+  for (int i = 0; i < info->dlpi_phnum && !mine; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    const uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    mine = ph.p_type == PT_LOAD && here >= lo && here < lo + ph.p_memsz;
+  }
+  if (!mine) return 0;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type == PT_TLS && info->dlpi_tls_data != nullptr) {
@@ -275,7 +288,7 @@ int find_tls(dl_phdr_info* info, size_t, void* data) {
       w->tls_hi = base + ph.p_memsz;
     }
   }
-  return 1;  // the first module is the executable
+  return 1;
 }
 
 // Fills [lo, hi) with 0xFF, except this runtime's own TLS state.

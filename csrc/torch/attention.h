@@ -58,14 +58,14 @@ inline constexpr AttentionKernels kCpuAttention = {&attention_cpu_kernel, &cache
 
 #ifdef WITH_CUDA
 inline void attention_cuda_kernel(const at::Tensor& ref, const AttnParams& p, const char* op) {
-  TORCH_CHECK(ref.is_cuda(), op, ": the CUDA implementation got tensors on ", ref.device());
-  const c10::cuda::CUDAGuard guard(ref.device());
+  TORCH_CHECK(on_kernel_device(ref), op, ": the CUDA implementation got tensors on ", ref.device());
+  const DeviceGuard guard(ref.device());
   EET_CHECK_LAUNCH(cuda::attention(to_dtype(ref), p, current_stream()), op);
 }
 inline void cache_write_cuda_kernel(const at::Tensor& ref, const CacheWriteParams& p,
                                     const char* op) {
-  TORCH_CHECK(ref.is_cuda(), op, ": the CUDA implementation got tensors on ", ref.device());
-  const c10::cuda::CUDAGuard guard(ref.device());
+  TORCH_CHECK(on_kernel_device(ref), op, ": the CUDA implementation got tensors on ", ref.device());
+  const DeviceGuard guard(ref.device());
   EET_CHECK_LAUNCH(cuda::kv_cache_write(to_dtype(ref), p, current_stream()), op);
 }
 inline constexpr AttentionKernels kCudaAttention = {&attention_cuda_kernel,

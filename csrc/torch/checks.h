@@ -35,9 +35,19 @@ inline void check_contiguous(const at::Tensor& t, const char* name) {
                     " must be contiguous (call .contiguous() first), got strides ", t.strides());
 }
 
-// Floating-point activations/weights: fp32 on CPU; fp32, fp16 or bf16 on CUDA.
+// Floating-point activations/weights: fp32 on CPU; fp32, fp16 or bf16 on CUDA, and on CPU in
+// the CUDA emulation build (its CPU tensors run the CUDA kernels; the CPU-only ops check fp32
+// themselves).
 inline void check_float(const at::Tensor& t, const char* name) {
   const auto st = t.scalar_type();
+#ifdef EET_CUDA_EMULATION
+  if (t.is_cpu()) {
+    TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, name,
+                     " must be float32, float16 or bfloat16 (CUDA kernels, emulated on CPU), got ",
+                     st);
+    return;
+  }
+#endif
   if (t.is_cuda()) {
     TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, name,
                      " must be float32, float16 or bfloat16 on CUDA, got ", st);

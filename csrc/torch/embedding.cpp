@@ -129,15 +129,14 @@ at::Tensor embedding_cuda(const at::Tensor& input_ids, const at::Tensor& positio
   EmbeddingArgs a = check_embedding_args(input_ids, position_ids, word_embeddings,
                                          position_embeddings, token_type_ids,
                                          token_type_embeddings, ln_weight, ln_bias, eps);
-  TORCH_CHECK(a.out.is_cuda(), "embedding: the CUDA implementation got word_embeddings on ",
+  TORCH_CHECK(on_kernel_device(a.out), "embedding: the CUDA implementation got word_embeddings on ",
               a.out.device());
   if (a.T == 0) return a.out;
-  const c10::cuda::CUDAGuard guard(a.out.device());
+  const DeviceGuard guard(a.out.device());
   // The kernel clamps ids for memory safety; report bad ids here (a host sync), unless the
   // caller validated them (check=False: the decode loops, whose ids come from the vocabulary
   // and whose positions are tracked on the host) or a CUDA graph is being captured.
-  if (check &&
-      c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None) {
+  if (check && !capturing_cuda_graph()) {
     auto check_range = [](const at::Tensor& t, int64_t n, const char* name) {
       const auto mm = at::aminmax(t);
       const int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();

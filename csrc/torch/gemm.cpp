@@ -73,8 +73,8 @@ at::Tensor gemm_bias_act_cpu(const at::Tensor& x, const at::Tensor& w, const at:
 
 #ifdef WITH_CUDA
 void bias_act_cuda(at::Tensor& y, const at::Tensor* bias, const at::Tensor* residual, Act act) {
-  TORCH_CHECK(y.is_cuda(), "bias_act: the CUDA implementation got a tensor on ", y.device());
-  const c10::cuda::CUDAGuard guard(y.device());
+  TORCH_CHECK(on_kernel_device(y), "bias_act: the CUDA implementation got a tensor on ", y.device());
+  const DeviceGuard guard(y.device());
   EET_CHECK_LAUNCH(cuda::bias_act(to_dtype(y), y.data_ptr(), bias ? bias->data_ptr() : nullptr,
                                   residual ? residual->data_ptr() : nullptr, act, y.size(0),
                                   y.size(1), current_stream()),
@@ -83,7 +83,7 @@ void bias_act_cuda(at::Tensor& y, const at::Tensor* bias, const at::Tensor* resi
 
 at::Tensor gemm_bias_act_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                               Act act) {
-  TORCH_CHECK(x.is_cuda(), "gemm: the CUDA implementation got x on ", x.device());
+  TORCH_CHECK(on_kernel_device(x), "gemm: the CUDA implementation got x on ", x.device());
   if (act == Act::kIdentity)
     return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
   at::Tensor y = at::mm(x, w.t());

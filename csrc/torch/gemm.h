@@ -64,6 +64,9 @@ inline int64_t check_packed_gemm(const at::Tensor& x, const at::Tensor& packed, 
   TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: ", op, " is a CPU GEMM (use linear on CUDA), got ",
                     x.device());
   const int64_t K = check_gemm_input(x);
+  // check_gemm_input lets fp16/bf16 CPU tensors through in the CUDA emulation build.
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "x must be float32: ", op,
+                   " is a CPU float32 GEMM, got ", x.scalar_type());
   if (packed_dtype == x.scalar_type()) {
     check_like(packed, "packed", x, "x");
   } else {

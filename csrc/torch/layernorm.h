@@ -44,10 +44,10 @@ inline void layernorm_run_cpu(const at::Tensor& x, const at::Tensor* residual,
 inline void layernorm_run_cuda(const at::Tensor& x, const at::Tensor* residual,
                                const at::Tensor* res_bias, const at::Tensor& weight,
                                const at::Tensor& bias, double eps, at::Tensor& y, at::Tensor* h) {
-  TORCH_CHECK(x.is_cuda(), "layernorm: the CUDA implementation got x on ", x.device());
+  TORCH_CHECK(on_kernel_device(x), "layernorm: the CUDA implementation got x on ", x.device());
   const int64_t H = x.size(-1), N = x.numel() / H;
   const at::Tensor w = weight.contiguous(), b = bias.contiguous();
-  const c10::cuda::CUDAGuard guard(x.device());
+  const DeviceGuard guard(x.device());
   EET_CHECK_LAUNCH(
       cuda::layernorm(to_dtype(x), x.data_ptr(), residual ? residual->data_ptr() : nullptr,
                       res_bias ? res_bias->data_ptr() : nullptr, w.data_ptr(), b.data_ptr(),

@@ -11,6 +11,9 @@ void check_pack_linear_args(const at::Tensor& weight) {
   check_float(weight, "weight");
   TORCH_CHECK_VALUE(weight.is_cpu(), "weight must be on CPU: packed weights are the CPU GEMM's "
                     "format (use linear on CUDA), got ", weight.device());
+  TORCH_CHECK_TYPE(weight.scalar_type() == at::kFloat,
+                   "weight must be float32: pack_linear packs for the CPU float32 GEMM, got ",
+                   weight.scalar_type());
   check_rank(weight, "weight", 2, "[N, K]");
   TORCH_CHECK_VALUE(weight.numel() > 0, "weight must be non-empty, got ", shape_str(weight));
 }

@@ -16,7 +16,7 @@ from . import _meta  # noqa: F401  (fake kernels for torch.compile / opcheck)
 from . import ops, reference
 from .embeddings import encode_sentences
 from .models import BertModel, GPT2LMHeadModel, GPT2Model
-from .validation import cuda_kernels_available
+from .validation import cuda_emulated, cuda_kernels_available
 
 __version__ = "0.1.0"
 
@@ -47,5 +47,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'eet_like' has no attribute {name!r}")
 
 
-__all__ = ["ops", "reference", "cuda_kernels_available", "from_pretrained", "GPT2LMHeadModel", "GPT2Model",
+__all__ = ["ops", "reference", "cuda_kernels_available", "cuda_emulated", "from_pretrained", "GPT2LMHeadModel", "GPT2Model",
            "BertModel", "encode_sentences", "__version__"]

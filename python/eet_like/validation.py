@@ -11,13 +11,31 @@ def cuda_kernels_available() -> bool:
     return bool(_C.cuda_kernels_available())
 
 
+def cuda_emulated() -> bool:
+    """True in the CUDA emulation build (EET_CUDA_EMULATION=1 at build time): the ops on CPU
+    tensors (float32, float16, bfloat16) run the CUDA kernels on the CPU through csrc/cuda_emu,
+    and the models take their CUDA code path on CPU. A build for testing, not for speed."""
+    return bool(_C.cuda_emulated())
+
+
+def runs_cuda_kernels(device) -> bool:
+    """Whether tensors on `device` run the CUDA kernels (and the models take their CUDA path):
+    CUDA devices, and CPU in the CUDA emulation build."""
+    dev = torch.device(device)
+    return dev.type == "cuda" or (dev.type == "cpu" and cuda_emulated())
+
+
 def check_device_dtype(dtype, device) -> torch.device:
     """The device a model with these weights can run on: CPU float32, or CUDA float32/16/bf16
-    in a build with the CUDA kernels and a visible GPU. Returns torch.device(device)."""
+    in a build with the CUDA kernels and a visible GPU (CPU float32/16/bf16 in the CUDA
+    emulation build). Returns torch.device(device)."""
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, got {type(dtype).__name__}")
     dev = torch.device(device if device is not None else "cpu")
-    if dev.type == "cpu":
+    if dev.type == "cpu" and cuda_emulated():
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype {dtype} is not supported (float32, float16, bfloat16 in the CUDA emulation build)")
+    elif dev.type == "cpu":
         if dtype != torch.float32:
             raise ValueError(f"dtype {dtype} is not supported on CPU (the CPU kernels are float32 only)")
     elif dev.type == "cuda":

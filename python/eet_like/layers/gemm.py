@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
+from ..validation import cuda_emulated
 
 _ops = torch.ops.eet_like
 
@@ -114,7 +115,8 @@ class PackedDecodeGemm:
         return v == "1"
 
     def _use(self, x) -> bool:
-        return (x.device.type == "cpu" and x.dtype == torch.float32
+        # Not in the CUDA emulation build: its CPU tensors take the CUDA path (linear/ffn ops).
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and not cuda_emulated()
                 and (self.max_rows is None or x.numel() // x.shape[-1] <= self.max_rows) and self.enabled())
 
     def nbytes(self) -> int:

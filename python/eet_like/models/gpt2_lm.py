@@ -23,7 +23,7 @@ from ..layers import Gemm, PackedDecodeGemm
 from ..layers.gemm import quantize_int8_, weight_bytes
 from ..outputs import CausalLMOutput
 from ..validation import (check_device_dtype, check_ids_in_range, check_positive_int, check_quantize, check_row,
-                          check_token_ids)
+                          check_token_ids, runs_cuda_kernels)
 from .gpt2 import GPT2Config, GPT2Model
 
 
@@ -238,7 +238,7 @@ class GPT2LMHeadModel(nn.Module):
     def _lm_head(self, hidden):
         """hidden [n, H] -> logits [n, V]: into the static buffer on CUDA (CUDA-graph
         friendly); on CPU through the decode GEMM (packed weights for few rows)."""
-        if hidden.device.type == "cpu":
+        if not runs_cuda_kernels(hidden.device):
             return self.transformer.decode_gemm.linear(hidden, self.lm_weight, None)
         logits = self.state.logits[:hidden.shape[0]]
         torch.mm(hidden, self.lm_weight.t(), out=logits)
@@ -284,7 +284,7 @@ class GPT2LMHeadModel(nn.Module):
         g = t.decode_gemm.any_rows()
         positions = positions.to(self.device)
         hidden = t.step(tokens.to(self.device), positions.long(), positions, None, self.cache, gemm=g)
-        if hidden.device.type == "cpu":
+        if not runs_cuda_kernels(hidden.device):
             return g.linear(hidden, self.lm_weight, None)
         return self._lm_head(hidden)
 
