@@ -91,19 +91,18 @@ def cases(device, dtype, quick):
                    lambda xr=xr: ops.linear_packed(xr, w1p, INNER, b1, "gelu"),
                    lambda xr=xr: R.linear(xr, w1, b1, "gelu"),
                    lambda xr=xr: ops.linear(xr, w1, b1, "gelu"))
-        # Weight-only int8 on the same panels; "fused" = torch's own int8 linear (fbgemm's
-        # dynamic quantized linear, int8 activations too; deprecated in torch, still shipped).
+        # int8 (per-row int8 activations, exact int32 sums); "fused" = torch's own int8 linear
+        # (fbgemm's dynamic quantized linear, per-tensor activation scale; deprecated in torch).
         q1, s1 = ops.quantize_int8(w1)
-        w1q = ops.pack_linear_int8(q1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fbgemm = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(HID, INNER)),
                                                             {torch.nn.Linear}, dtype=torch.qint8)
-        for rows in (1, 8):
+        for rows in (1, 8, N):
             xr = x[:rows].contiguous()
-            yield (f"linear_int8_packed (decode, {rows} rows)", f"[{rows}, {HID}] -> {INNER} + bias + gelu",
-                   lambda xr=xr: ops.linear_int8_packed(xr, w1q, s1, INNER, b1, "gelu"),
-                   lambda xr=xr: R.linear_int8_packed(xr, w1q, s1, INNER, b1, "gelu"),
+            yield (f"linear_int8 ({rows} rows)", f"[{rows}, {HID}] -> {INNER} + bias + gelu",
+                   lambda xr=xr: ops.linear_int8(xr, q1, s1, b1, "gelu"),
+                   lambda xr=xr: R.linear_int8(xr, q1, s1, b1, "gelu"),
                    lambda xr=xr: fbgemm(xr))
 
     qkv = rnd(B, S, 3 * HID)

@@ -22,8 +22,7 @@ namespace {
   X(pack_linear)                    \
   X(linear_packed)                  \
   X(quantize_int8)                  \
-  X(pack_linear_int8)               \
-  X(linear_int8_packed)
+  X(linear_int8)
 #define EET_FOR_EACH_KERNEL_OP(X) \
   X(layernorm)                    \
   X(add_layernorm)                \
@@ -69,10 +68,7 @@ TORCH_LIBRARY(eet_like, m) {
   m.def("linear(Tensor x, Tensor weight, Tensor? bias, str activation) -> Tensor");
   m.def("pack_linear(Tensor weight) -> Tensor");
   m.def("quantize_int8(Tensor weight) -> (Tensor, Tensor)");
-  m.def("pack_linear_int8(Tensor qweight) -> Tensor");
-  m.def(
-      "linear_int8_packed(Tensor x, Tensor packed, Tensor scales, int out_features, Tensor? bias, "
-      "str activation) -> Tensor");
+  m.def("linear_int8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, str activation) -> Tensor");
   m.def(
       "linear_packed(Tensor x, Tensor packed, int out_features, Tensor? bias, str activation) "
       "-> Tensor");
@@ -139,4 +135,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "The activation names every op accepts (eet/activations.h), in order");
   m.attr("PANEL_WIDTH") = eet::kPanelWidth;
+  m.def("int8_gemm_isa", &eet::cpu::gemm_s8s8_isa,
+        "The instruction set of the few-row int8 GEMM of linear_int8 on this CPU: 'avx512_vnni' or 'avx2'");
 }

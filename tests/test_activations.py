@@ -57,5 +57,3 @@ def test_panel_width_is_the_packed_layout():
     n, k = 2 * ops.PANEL_WIDTH + 3, 7
     packed = ops.pack_linear(torch.randn(n, k))
     assert packed.shape == (-(-n // ops.PANEL_WIDTH), k, ops.PANEL_WIDTH)
-    q, _ = ops.quantize_int8(torch.randn(n, k))
-    assert ops.pack_linear_int8(q).shape == packed.shape

@@ -87,9 +87,10 @@ def test_fairseq_int8_batched_equals_alone_and_close_to_float32():
             tok = h["tokens"][None, :, None]
             s32, s8 = lp32.gather(2, tok).squeeze(), lp8.gather(2, tok).squeeze()
             diff = (s8 - s32).abs()
-            # weight-only int8 moves a token's log-probability by a few hundredths (this model's
-            # weights are scaled up for sharp distributions); the hypothesis score (mean) less.
-            assert diff.max() <= 0.15 and (s8.mean() - s32.mean()).abs() <= 0.03, (diff, s8.mean(), s32.mean())
+            # int8 weights and per-token int8 activations move a token's log-probability by a
+            # few hundredths, at most ~0.15 here (this model's weights are scaled up for sharp
+            # distributions); the hypothesis score (mean) less.
+            assert diff.max() <= 0.2 and (s8.mean() - s32.mean()).abs() <= 0.03, (diff, s8.mean(), s32.mean())
             torch.testing.assert_close(s32, h["positional_scores"], atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="quantize must be one of"):
         ef.TransformerDecoder.from_fairseq(copy.deepcopy(m).decoder, quantize="int4")

@@ -1,6 +1,7 @@
-"""Weight-only int8 ops: quantize_int8, pack_linear_int8, linear_int8_packed against
-eet_like.reference (exact for the data movement, fp32 tolerance for the GEMM), the
-quantization error bound, opcheck and bad inputs."""
+"""int8 ops: quantize_int8 and linear_int8 (int8 weights, per-row int8 activations, exact int32
+sums) against eet_like.reference (exact quantization, fp32 tolerance after the epilogue), the
+exactness of the integer part and of a row whatever the batch, the error bound against float,
+opcheck and bad inputs."""
 import pytest
 import torch
 
@@ -33,94 +34,123 @@ def test_quantize_int8_matches_reference(n, k):
     assert ((q.float() * s[:, None] - w).abs() <= s[:, None] / 2 + 1e-6).all()
 
 
-@pytest.mark.parametrize("n,k", [(16, 8), (37, 50), (3, 129)])
-def test_pack_linear_int8_matches_reference(n, k):
-    q, _ = ops.quantize_int8(weight(n, k))
-    p = ops.pack_linear_int8(q)
-    assert p.dtype == torch.int8 and p.shape == ((n + 15) // 16, k, 16)
-    assert torch.equal(p, reference.pack_linear_int8(q))
-
-
-# Every row block (6/4/3/2/1 and chunks) on small shapes; two row counts on a GPT-2-sized one.
-CASES = [(rows, n, k, bias) for rows in (1, 2, 3, 4, 5, 6, 8, 11, 17) for n, k, bias in ((50, 33, True), (64, 768, False))]
-CASES += [(rows, 2304, 768, True) for rows in (1, 8)]
+# Row blocks of the few-row kernel (4/3/2/1 rows, 4/1 weight rows, K tails of 64 and 16),
+# the at::_int_mm path from 8 rows, and odd GPT-2-like sizes.
+CASES = [(rows, n, k, bias) for rows in (1, 2, 3, 4, 5, 7, 9, 31, 32, 45) for n, k, bias in ((50, 33, True), (7, 769, False))]
+CASES += [(rows, 2304, 768, True) for rows in (1, 8, 64)]
 
 
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("rows,n,k,with_bias", CASES)
-def test_linear_int8_packed_matches_reference(rows, act, n, k, with_bias):
+def test_linear_int8_matches_reference(rows, act, n, k, with_bias):
     g = torch.Generator().manual_seed(rows)
     x = torch.randn(rows, k, generator=g)
+    x[rows // 2] *= 40                                      # rows of very different range
     q, s = ops.quantize_int8(weight(n, k, seed=rows))
-    packed = ops.pack_linear_int8(q)
     bias = torch.randn(n, generator=g) if with_bias else None
-    y = ops.linear_int8_packed(x, packed, s, n, bias, act)
-    ref = reference.linear_int8_packed(x, packed, s, n, bias, act)
-    torch.testing.assert_close(y, ref, atol=1e-4, rtol=1e-4)
+    y = ops.linear_int8(x, q, s, bias, act)
+    ref = reference.linear_int8(x, q, s, bias, act)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_linear_int8_packed_batched_shape_and_rows_independent():
-    """[B, S, K] input; each row's result does not depend on which row block computed it."""
-    n, k = 40, 64
+def test_linear_int8_integer_part_exact():
+    """identity, no bias: y / (sx * scales) is the exact integer sum (checked on values where
+    float32 holds it exactly), for both kernels (3 rows: eet_like's; 40: at::_int_mm)."""
+    n, k = 21, 769
     q, s = ops.quantize_int8(weight(n, k))
-    packed = ops.pack_linear_int8(q)
-    x = torch.randn(2, 7, k)
-    y = ops.linear_int8_packed(x, packed, s, n)
-    assert y.shape == (2, 7, n)
-    for i in range(7):
-        assert torch.equal(ops.linear_int8_packed(x[:, i].contiguous(), packed, s, n), y[:, i])
+    ones = torch.ones(n)
+    for rows in (3, 40):
+        x = torch.randint(-127, 128, (rows, k)).float()
+        x[:, 0] = 127.0                                     # sx = 1 exactly
+        y = ops.linear_int8(x, q, ones)
+        assert torch.equal(y.double(), x.double() @ q.double().T)
 
 
-def test_int8_error_bound_against_float():
-    """|x W^T - x Wq^T| <= sum_j |x_j| * scale / 2 per output: the only error is the rounding."""
+@pytest.fixture(scope="module")
+def vocab_weight():
+    return ops.quantize_int8(torch.randn(50257, 769, generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 300])
+def test_linear_int8_vocab_sized(rows, vocab_weight):
+    """An LM head of GPT-2's vocabulary (N = 50257) on K = 769."""
+    q, s = vocab_weight
+    x = torch.randn(rows, 769, generator=torch.Generator().manual_seed(rows))
+    torch.testing.assert_close(ops.linear_int8(x, q, s), reference.linear_int8(x, q, s), atol=1e-5, rtol=1e-5)
+
+
+def test_linear_int8_rows_independent():
+    """[B, S, K] input; a row's result is bitwise the same whatever the other rows are and
+    whichever kernel ran (1..300 rows cross the few-row kernel / at::_int_mm boundary)."""
+    n, k = 40, 129
+    q, s = ops.quantize_int8(weight(n, k))
+    b = torch.randn(n)
+    x = torch.randn(3, 100, k)
+    y = ops.linear_int8(x, q, s, b, "gelu")
+    assert y.shape == (3, 100, n)
+    flat = x.view(-1, k)
+    for rows in (1, 2, 5, 7, 8, 9, 33, 300):
+        for start in (0, 300 - rows):
+            part = ops.linear_int8(flat[start:start + rows].contiguous(), q, s, b, "gelu")
+            assert torch.equal(part, y.view(-1, n)[start:start + rows]), (rows, start)
+
+
+def test_linear_int8_error_bound_against_float():
+    """Against the float product: the error is the rounding of x and of W (half a step each),
+    |err| <= sum_j (|x_j| sw/2 + |w_j| sx/2 + sx sw/4) per output."""
     n, k = 96, 200
     w = weight(n, k)
     x = torch.randn(5, k)
     q, s = ops.quantize_int8(w)
-    y = ops.linear_int8_packed(x, ops.pack_linear_int8(q), s, n)
-    exact = (x.double() @ w.double().T)
-    bound = x.double().abs().sum(1, keepdim=True) * s.double()[None] / 2 + 1e-4
+    y = ops.linear_int8(x, q, s)
+    exact = x.double() @ w.double().T
+    sx = x.abs().amax(1, keepdim=True).double() / 127
+    sw = s.double()[None]
+    bound = (x.double().abs().sum(1, keepdim=True) * sw / 2 + sx * (w.double().abs().sum(1)[None] / 2)
+             + k * sx * sw / 4 + 1e-4)
     assert ((y.double() - exact).abs() <= bound).all()
-    # and it is a real approximation, not a copy of the float result
     assert not torch.equal(y, x @ w.T)
+    assert ops.int8_gemm_isa() in ("avx512_vnni", "avx2")
 
 
 def test_int8_opcheck():
     q, s = ops.quantize_int8(weight(20, 24))
-    packed = ops.pack_linear_int8(q)
     torch.library.opcheck(torch.ops.eet_like.quantize_int8.default, (weight(20, 24),))
-    torch.library.opcheck(torch.ops.eet_like.pack_linear_int8.default, (q,))
-    torch.library.opcheck(torch.ops.eet_like.linear_int8_packed.default,
-                          (torch.randn(3, 24), packed, s, 20, torch.randn(20), "gelu_new"))
+    for rows in (3, 40):
+        torch.library.opcheck(torch.ops.eet_like.linear_int8.default,
+                              (torch.randn(rows, 24), q, s, torch.randn(20), "gelu_new"))
 
 
 def test_int8_bad_inputs():
     w = weight(20, 24)
     q, s = ops.quantize_int8(w)
-    packed = ops.pack_linear_int8(q)
     x = torch.randn(3, 24)
     with pytest.raises(ValueError, match=r"weight must be \[N, K\]"):
         ops.quantize_int8(torch.randn(3))
     with pytest.raises(TypeError, match="weight must be float32 on CPU"):
         ops.quantize_int8(w.double())
     with pytest.raises(TypeError, match="qweight must be int8"):
-        ops.pack_linear_int8(w)
-    with pytest.raises(TypeError, match="packed must be int8"):
-        ops.linear_int8_packed(x, ops.pack_linear(w), s, 20)
-    with pytest.raises(ValueError, match=r"packed must be \[ceil\(out_features / 16\), K, 16\]"):
-        ops.linear_int8_packed(torch.randn(3, 25), packed, s, 20)
-    with pytest.raises(ValueError, match=r"packed must be \[ceil\(out_features / 16\), K, 16\]"):
-        ops.linear_int8_packed(x, packed, s, 40)
-    with pytest.raises(ValueError, match=r"scales must be \[out_features\]"):
-        ops.linear_int8_packed(x, packed, s[:10], 20)
-    with pytest.raises(ValueError, match=r"bias must be \[out_features\]"):
-        ops.linear_int8_packed(x, packed, s, 20, torch.randn(7))
+        ops.linear_int8(x, w, s)
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\]"):
+        ops.linear_int8(x, q[0], s)
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\] with K = x.size\(-1\) = 25"):
+        ops.linear_int8(torch.randn(3, 25), q, s)
+    with pytest.raises(ValueError, match="qweight must be contiguous"):
+        ops.linear_int8(torch.randn(3, 12), q[:, ::2], s)
+    with pytest.raises(ValueError, match=r"scales must be \[N\]"):
+        ops.linear_int8(x, q, s[:10])
+    with pytest.raises(TypeError, match="scales must have the dtype of x"):
+        ops.linear_int8(x, q, s.double())
+    with pytest.raises(ValueError, match=r"bias must be \[N\]"):
+        ops.linear_int8(x, q, s, torch.randn(7))
     with pytest.raises(ValueError, match="activation must be one of"):
-        ops.linear_int8_packed(x, packed, s, 20, None, "swish")
-    with pytest.raises(TypeError, match="out_features must be an int"):
-        ops.linear_int8_packed(x, packed, s, 20.0)
+        ops.linear_int8(x, q, s, None, "swish")
+    with pytest.raises(TypeError, match="x must be float32 on CPU"):
+        ops.linear_int8(x.double(), q, s)
     with pytest.raises(ValueError, match="x must be contiguous"):
-        ops.linear_int8_packed(torch.randn(24, 3).t(), packed, s, 20)
+        ops.linear_int8(torch.randn(24, 3).t(), q, s)
+    with pytest.raises(TypeError, match="scales must be a torch.Tensor"):
+        ops.linear_int8(x, q, None)
 
 
 @pytest.mark.skipif(not cuda_ready(), reason="no CUDA device or eet_like built without CUDA kernels")

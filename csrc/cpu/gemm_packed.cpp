@@ -1,19 +1,14 @@
-// Packed-weight GEMM (CPU, fp32 activations): y = act(x W^T + bias) with W prepacked into
-// column panels (see ops.h), W either float32 or int8 with one float scale per output column
-// (weight-only int8: y = scale * (x q^T), dequantized in registers). Register-blocked
+// Packed-weight GEMM (CPU, fp32): y = act(x W^T + bias) with W prepacked into column panels
+// (see ops.h). Register-blocked
 // micro-kernels of R rows x 16 columns (R = 6, 4, 3, 2, 1; 12 accumulators at R = 6) stream
-// a panel once per row block; scale, bias and activation are applied to the accumulators
-// before the store (no second pass). Rows are processed in chunks that stay in cache while
+// a panel once per row block; bias and activation are applied to the accumulators before the
+// store (no second pass). Rows are processed in chunks that stay in cache while
 // every panel streams past them; panels run in parallel.
 // Why: decode GEMMs have 1-8 rows and are bound by reading the weights; oneDNN/MKL repack
-// the weight on every call and reach ~16-19 GB/s per core here, a prepacked stream ~24-28;
-// int8 panels move a quarter of those bytes.
+// the weight on every call and reach ~16-19 GB/s per core here, a prepacked stream ~24-28.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 #include "eet/ops.h"
 #include "vec_math.h"
@@ -41,23 +36,7 @@ inline void load_row16(const float* p, v8& w0, v8& w1) {
   w1 = load8(p + 8);
 }
 
-// 16 int8 weights -> two vectors of 8 floats. GCC does not vectorize __builtin_convertvector
-// from int8 (it emits 16 scalar sign-extends: the kernel ran 3-4x slower than fp32), so AVX2
-// gets its two instructions per 8 weights explicitly (vpmovsxbd + vcvtdq2ps).
-inline void load_row16(const int8_t* p, v8& w0, v8& w1) {
-#if defined(__AVX2__)
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  w0 = reinterpret_cast<v8>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
-  w1 = reinterpret_cast<v8>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(q, q))));
-#else
-  for (int i = 0; i < 8; ++i) {
-    w0[i] = static_cast<float>(p[i]);
-    w1[i] = static_cast<float>(p[8 + i]);
-  }
-#endif
-}
-
-// The 16 per-column values at v (bias or scales) as two vectors; `cols` < 16 pads with pad.
+// The 16 per-column values at v (the bias) as two vectors; `cols` < 16 pads with pad.
 inline void load_cols16(const float* v, int64_t cols, float pad, v8& v0, v8& v1) {
   if (cols == kPanelWidth) {
     v0 = load8(v);
@@ -71,9 +50,9 @@ inline void load_cols16(const float* v, int64_t cols, float pad, v8& v0, v8& v1)
 }
 
 // R rows of x (row stride k) times one panel; writes `cols` (<= 16) columns of y (row stride
-// n). scale (int8 weights) and bias point at this panel's columns, or are null.
+// n). bias points at this panel's columns, or is null.
 template <typename W, int R, Act A>
-void micro(const float* x, int64_t k, const W* panel, const float* scale, const float* bias,
+void micro(const float* x, int64_t k, const W* panel, const float* bias,
            float* y, int64_t n, int64_t cols) {
   v8 acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.f);
@@ -84,14 +63,6 @@ void micro(const float* x, int64_t k, const W* panel, const float* scale, const 
       const v8 a = splat(x[r * k + j]);
       acc[r][0] += a * w0;
       acc[r][1] += a * w1;
-    }
-  }
-  if (scale != nullptr) {
-    v8 s0, s1;
-    load_cols16(scale, cols, 0.f, s0, s1);
-    for (int r = 0; r < R; ++r) {
-      acc[r][0] *= s0;
-      acc[r][1] *= s1;
     }
   }
   v8 b0 = splat(0.f), b1 = b0;
@@ -112,8 +83,8 @@ void micro(const float* x, int64_t k, const W* panel, const float* scale, const 
 }
 
 template <typename W, Act A>
-void run(const float* x, int64_t m, int64_t k, const W* packed, const float* scales, int64_t n,
-         const float* bias, float* y) {
+void run(const float* x, int64_t m, int64_t k, const W* packed, int64_t n, const float* bias,
+         float* y) {
   const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
   // Row chunk: ~256 KiB of x stays in L2 while all panels stream past it.
   const int64_t chunk = std::max<int64_t>(6, (65536 / std::max<int64_t>(k, 1)) / 6 * 6);
@@ -124,26 +95,25 @@ void run(const float* x, int64_t m, int64_t k, const W* packed, const float* sca
       const W* panel = packed + p * k * kPanelWidth;
       const int64_t c0 = p * kPanelWidth, cols = std::min(kPanelWidth, n - c0);
       const float* bp = bias != nullptr ? bias + c0 : nullptr;
-      const float* sp = scales != nullptr ? scales + c0 : nullptr;
       int64_t i = m0;
       while (i < m1) {
         const int64_t left = m1 - i;
         const float* xi = x + i * k;
         float* yi = y + i * n + c0;
         if (left >= 6 && left != 8) {
-          micro<W, 6, A>(xi, k, panel, sp, bp, yi, n, cols);
+          micro<W, 6, A>(xi, k, panel, bp, yi, n, cols);
           i += 6;
         } else if (left >= 4) {
-          micro<W, 4, A>(xi, k, panel, sp, bp, yi, n, cols);
+          micro<W, 4, A>(xi, k, panel, bp, yi, n, cols);
           i += 4;
         } else if (left == 3) {
-          micro<W, 3, A>(xi, k, panel, sp, bp, yi, n, cols);
+          micro<W, 3, A>(xi, k, panel, bp, yi, n, cols);
           i += 3;
         } else if (left == 2) {
-          micro<W, 2, A>(xi, k, panel, sp, bp, yi, n, cols);
+          micro<W, 2, A>(xi, k, panel, bp, yi, n, cols);
           i += 2;
         } else {
-          micro<W, 1, A>(xi, k, panel, sp, bp, yi, n, cols);
+          micro<W, 1, A>(xi, k, panel, bp, yi, n, cols);
           i += 1;
         }
       }
@@ -166,13 +136,13 @@ void pack(const W* w, int64_t n, int64_t k, W* packed) {
 }
 
 template <typename W>
-void dispatch(const float* x, int64_t m, int64_t k, const W* packed, const float* scales, int64_t n,
-              const float* bias, Act act, float* y) {
+void dispatch(const float* x, int64_t m, int64_t k, const W* packed, int64_t n, const float* bias,
+              Act act, float* y) {
   switch (act) {
-    case Act::kIdentity: return run<W, Act::kIdentity>(x, m, k, packed, scales, n, bias, y);
-    case Act::kRelu: return run<W, Act::kRelu>(x, m, k, packed, scales, n, bias, y);
-    case Act::kGeluErf: return run<W, Act::kGeluErf>(x, m, k, packed, scales, n, bias, y);
-    case Act::kGeluTanh: return run<W, Act::kGeluTanh>(x, m, k, packed, scales, n, bias, y);
+    case Act::kIdentity: return run<W, Act::kIdentity>(x, m, k, packed, n, bias, y);
+    case Act::kRelu: return run<W, Act::kRelu>(x, m, k, packed, n, bias, y);
+    case Act::kGeluErf: return run<W, Act::kGeluErf>(x, m, k, packed, n, bias, y);
+    case Act::kGeluTanh: return run<W, Act::kGeluTanh>(x, m, k, packed, n, bias, y);
   }
 }
 
@@ -180,30 +150,9 @@ void dispatch(const float* x, int64_t m, int64_t k, const W* packed, const float
 
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed) { pack(w, n, k, packed); }
 
-void pack_weight_int8(const int8_t* q, int64_t n, int64_t k, int8_t* packed) { pack(q, n, k, packed); }
-
 void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
                  const float* bias, Act act, float* y) {
-  dispatch<float>(x, m, k, packed, nullptr, n, bias, act, y);
-}
-
-void gemm_packed_int8(const float* x, int64_t m, int64_t k, const int8_t* packed,
-                      const float* scales, int64_t n, const float* bias, Act act, float* y) {
-  dispatch<int8_t>(x, m, k, packed, scales, n, bias, act, y);
-}
-
-void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales) {
-#pragma omp parallel for schedule(static) if (n * k > 262144)
-  for (int64_t r = 0; r < n; ++r) {
-    const float* row = w + r * k;
-    float amax = 0.f;
-    for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(row[j]));
-    const float s = amax / 127.f;
-    scales[r] = s;
-    for (int64_t j = 0; j < k; ++j)
-      q[r * k + j] = s > 0.f ? static_cast<int8_t>(std::nearbyint(std::min(127.f, std::max(-127.f, row[j] / s))))
-                             : int8_t(0);
-  }
+  dispatch<float>(x, m, k, packed, n, bias, act, y);
 }
 
 }  // namespace cpu

@@ -54,7 +54,7 @@ inline std::vector<int64_t> panel_shape(int64_t n, int64_t k) {
   return {(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth};
 }
 
-// The arguments of a packed-weight GEMM op (linear_packed, linear_int8_packed) on CPU: x
+// The arguments of a packed-weight GEMM op (linear_packed) on CPU: x
 // [..., K] (returns K), packed [ceil(out_features / kPanelWidth), K, kPanelWidth] of
 // `packed_dtype` made by `packer`, bias [out_features] or none (returned contiguous, or
 // undefined).

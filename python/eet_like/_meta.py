@@ -48,15 +48,9 @@ def _quantize_int8(weight):
     return weight.new_empty((n, k), dtype=torch.int8), weight.new_empty((n,), dtype=torch.float32)
 
 
-@torch.library.register_fake("eet_like::pack_linear_int8")
-def _pack_linear_int8(qweight):
-    n, k = qweight.shape
-    return qweight.new_empty(((n + _P - 1) // _P, k, _P))
-
-
-@torch.library.register_fake("eet_like::linear_int8_packed")
-def _linear_int8_packed(x, packed, scales, out_features, bias, activation):
-    return x.new_empty((*x.shape[:-1], out_features))
+@torch.library.register_fake("eet_like::linear_int8")
+def _linear_int8(x, qweight, scales, bias, activation):
+    return x.new_empty((*x.shape[:-1], qweight.shape[0]))
 
 
 @torch.library.register_fake("eet_like::attention")

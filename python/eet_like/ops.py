@@ -19,7 +19,7 @@ _ops = torch.ops.eet_like
 
 # The activation names every op accepts, from the one C++ table (csrc/include/eet/activations.h).
 ACTIVATIONS = tuple(_C.activations())
-# Output columns per panel of pack_linear / pack_linear_int8 weights: [ceil(N / PANEL_WIDTH), K, PANEL_WIDTH].
+# Output columns per panel of pack_linear weights: [ceil(N / PANEL_WIDTH), K, PANEL_WIDTH].
 PANEL_WIDTH = int(_C.PANEL_WIDTH)
 
 
@@ -135,29 +135,34 @@ def linear_packed(x: torch.Tensor, packed: torch.Tensor, out_features: int,
 
 
 def quantize_int8(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight-only int8 of an [N, K] nn.Linear weight (CPU float32, or CUDA float32/16/bf16):
-    one symmetric scale per output row, scales [N] = max|w[n, :]| / 127 (float32), q [N, K] =
-    round(w / scale) in [-127, 127] (int8); an all-zero row gets scale 0. W ~ q * scales[:, None]."""
+    """Symmetric int8 of an [N, K] nn.Linear weight (CPU float32, or CUDA float32/16/bf16), one
+    scale per output row: scales [N] = max|w[n, :]| / 127 (float32), q [N, K] = round(w / scale)
+    (half to even) clamped to [-127, 127] (int8); an all-zero row gets scale 0.
+    W ~ q * scales[:, None]. linear_int8 quantizes each row of its input the same way."""
     return _ops.quantize_int8(_tensor(weight, "weight"))
 
 
-def pack_linear_int8(qweight: torch.Tensor) -> torch.Tensor:
-    """Packs an int8 [N, K] weight from quantize_int8 (CPU) for linear_int8_packed:
-    [ceil(N/16), K, 16] int8, the layout of pack_linear at a quarter of its bytes."""
-    return _ops.pack_linear_int8(_tensor(qweight, "qweight"))
-
-
-def linear_int8_packed(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, out_features: int,
-                       bias: Optional[torch.Tensor] = None, activation: str = "identity") -> torch.Tensor:
-    """act(x @ (q * scales[:, None]).T + bias) on CPU float32 x [..., K], with q given as
-    pack_linear_int8(q) and scales [out_features] from quantize_int8: the packed kernel of
-    linear_packed reading int8 weights (a quarter of the bytes), converted to float in registers
-    and scaled per column before bias and activation. For the few-row GEMMs of decoding."""
+def linear_int8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                bias: Optional[torch.Tensor] = None, activation: str = "identity") -> torch.Tensor:
+    """act(x @ W.T + bias) with int8 weights and int8 activations, on CPU: x [..., K] float32
+    contiguous, (qweight int8 [N, K], scales [N]) = quantize_int8(W), bias [N]. Each row of x
+    gets its own scale, sx = max|x_row| / 127, xq = round(x / sx) clamped to [-127, 127]; the
+    products are summed exactly in int32, and y = act(acc * (sx * scales) + bias) in float32.
+    The int32 sum is exact whatever kernel computes it (AVX-512 VNNI or AVX2 for few rows,
+    oneDNN's at::_int_mm for many), so a row's result never depends on the other rows."""
+    _tensor(x, "x")
+    _tensor(qweight, "qweight")
+    _tensor(scales, "scales")
+    if qweight.dtype != torch.int8:
+        raise TypeError(f"qweight must be int8 (from quantize_int8), got {qweight.dtype}")
+    _rank(qweight, "qweight", 2, "[N, K]")
     _check_activation(activation)
-    if not isinstance(out_features, int):
-        raise TypeError(f"out_features must be an int, got {type(out_features).__name__}")
-    return _ops.linear_int8_packed(_tensor(x, "x"), _tensor(packed, "packed"), _tensor(scales, "scales"),
-                                   out_features, bias, activation)
+    return _ops.linear_int8(x, qweight, scales, bias, activation)
+
+
+def int8_gemm_isa() -> str:
+    """The instruction set of linear_int8's few-row kernel on this CPU: 'avx512_vnni' or 'avx2'."""
+    return _C.int8_gemm_isa()
 
 
 def cpu_gemm() -> str:

@@ -131,13 +131,17 @@ def quantize_int8(weight):
     return torch.round(w / safe[:, None]).clamp(-127, 127).to(torch.int8), scales
 
 
-def pack_linear_int8(qweight):
-    return pack_linear(qweight)
-
-
-def linear_int8_packed(x, packed, scales, out_features, bias=None, activation="identity"):
-    q = packed.transpose(1, 2).reshape(-1, packed.shape[1])[:out_features]
-    return linear(x, q.float() * scales[:, None], bias, activation)
+def linear_int8(x, qweight, scales, bias=None, activation="identity"):
+    """The same quantization as the op, exactly: each row of x quantized like a weight row,
+    the int8 products summed exactly (in float64: |sum| < 2^53), then act(acc * (sx * scales)
+    + bias) in float32."""
+    k = x.shape[-1]
+    xq, sx = quantize_int8(x.reshape(-1, k))
+    acc = (xq.double() @ qweight.double().T).float()
+    y = acc * (sx[:, None] * scales[None, :])
+    if bias is not None:
+        y = y + bias
+    return _ACTS[activation](y).view(*x.shape[:-1], qweight.shape[0])
 
 
 def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):

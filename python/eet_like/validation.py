@@ -103,7 +103,7 @@ QUANTIZE_MODES = (None, "int8")
 
 
 def check_quantize(quantize, dtype, device) -> None:
-    """quantize: None or "int8" (weight-only int8, CPU float32 models for now)."""
+    """quantize: None or "int8" (int8 weights and per-token int8 activations, CPU float32 models for now)."""
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE_MODES))}, got {quantize!r}")
     if quantize is not None:

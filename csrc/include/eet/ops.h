@@ -84,14 +84,18 @@ void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
 void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
                  const float* bias, Act act, float* y);
 
-// Weight-only int8 (same panels, int8 elements): quantize_int8 gives one symmetric scale per
-// output row, scales[r] = max|w[r, :]| / 127, q = round(w / scale) in [-127, 127] (an all-zero
-// row gets scale 0); gemm_packed_int8 computes y = act(scales * (x q^T) + bias), the weights
-// converted to float in registers.
+// int8 linear (gemm_int8.cpp). quantize_int8: symmetric per row of an [N, K] float matrix,
+// scales[r] = max|w[r, :]| / 127, q = round-half-even(w / scale) clamped to [-127, 127] (an
+// all-zero row gets scale 0); used for the weights (once) and for the activations (every
+// call, one scale per token). gemm_s8s8_s32: acc[M, N] = xq[M, K] q[N, K]^T, exact int32
+// (K <= kInt8MaxK), AVX-512 VNNI or AVX2 chosen at run time (gemm_s8s8_isa() says which).
+// dequant_bias_act: y[m, n] = act(float(acc[m, n]) * (sx[m] * sw[n]) + bias[n]), bias may be null.
+constexpr int64_t kInt8MaxK = 65536;  // (q + 128) * w sums stay below 2^31
 void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales);
-void pack_weight_int8(const int8_t* q, int64_t n, int64_t k, int8_t* packed);
-void gemm_packed_int8(const float* x, int64_t m, int64_t k, const int8_t* packed,
-                      const float* scales, int64_t n, const float* bias, Act act, float* y);
+void gemm_s8s8_s32(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc);
+const char* gemm_s8s8_isa();
+void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, const float* bias, Act act,
+                      int64_t m, int64_t n, float* y);
 
 void attention(const AttnParams& p);             // fp32 (attention.cpp)
 void kv_cache_write(const CacheWriteParams& p);  // fp32 (kv_cache.cpp)

@@ -14,7 +14,7 @@ benchmarks/make_report.py builds benchmarks/RESULTS.md. The JSON formats:
                token_agreement, eet_like_speedup}, ...]}
     bert:     {"benchmark": "bert", "machine": {...}, "model": {...}, "quick", "rounds",
                "load_average", "rows": [{batch, seq, runner, ms, min_ms, sentences_per_s,
-               eet_speedup, max_abs_diff_vs_transformers}, ...]}
+               eet_speedup, max_abs_diff_vs_transformers, model_bytes (eet_like runners)}, ...]}
 """
 import dataclasses
 import datetime
@@ -460,6 +460,12 @@ def _bert_runners(s: BertSettings, cfg_kw: dict, workdir: str, log: Log):
     hf = {attn: build_bert(cfg_kw, attn, s.device, dtype) for attn in ("sdpa", "eager")}
     eet = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device)
     out = {"eet_like": lambda ids, mask, types: eet(ids, attention_mask=mask, token_type_ids=types).last_hidden_state}
+    out["eet_like"].model = eet   # for the bytes of weights it holds
+    if not s.device.startswith("cuda"):
+        eet8 = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device, quantize="int8")
+        out["eet_like-int8"] = (lambda ids, mask, types:
+                                eet8(ids, attention_mask=mask, token_type_ids=types).last_hidden_state)
+        out["eet_like-int8"].model = eet8
     for attn, m in hf.items():
         out[f"transformers-{attn}"] = (lambda ids, mask, types, m=m:
                                        m(ids, attention_mask=mask, token_type_ids=types).last_hidden_state)
@@ -524,6 +530,9 @@ def bench_bert(settings: BertSettings, log: Log = print, progress: bool = True) 
                 rows.append({"batch": b, "seq": s.seq, "runner": name, "ms": ms, "min_ms": min(times[name]) * 1e3,
                              "sentences_per_s": b / ms * 1e3, "eet_speedup": ms / eet_ms,
                              "max_abs_diff_vs_transformers": (outs[name] - ref).abs().max().item()})
+                m = getattr(fns[name], "model", None)
+                if m is not None:  # weights (+ int8 scales) the eet_like model holds
+                    rows[-1]["model_bytes"] = m.memory_bytes()
     return {"benchmark": "bert", "machine": dict(machine_info(s.device), dtype=s.dtype), "model": cfg_kw,
             "quick": s.quick, "rounds": s.rounds,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "rows": rows}
@@ -539,7 +548,8 @@ def bert_table(data: dict) -> str:
     for r in rows:
         lines.append(f"{r['batch']:>5}  {r['runner']:<22} {r['ms']:>10.1f} {r['min_ms']:>9.1f} "
                      f"{r['sentences_per_s']:>9.1f} {r['eet_speedup']:>10.2f} "
-                     f"{r['max_abs_diff_vs_transformers']:>10.2e}")
+                     f"{r['max_abs_diff_vs_transformers']:>10.2e}"
+                     + (f"  weights {r['model_bytes'] / 2**20:.0f} MiB" if r.get("model_bytes") else ""))
     return "\n".join(lines)
 
 

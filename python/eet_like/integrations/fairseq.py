@@ -264,7 +264,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         dtype/device default to the fairseq decoder's. max_batch/max_seq_len (together)
         preallocate one KV cache [max_batch, H, max_seq_len, D] per layer, reused by every
         decode (static buffers; one live incremental_state at a time); without them each
-        decode allocates its own cache, grown as needed. quantize="int8": weight-only int8
+        decode allocates its own cache, grown as needed. quantize="int8": int8 GEMMs
         for every linear weight (CPU float32; the word-embedding lookup stays float).
         Unsupported options raise ValueError naming the option."""
         return cls(decoder, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len,

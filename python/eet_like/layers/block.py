@@ -44,7 +44,7 @@ class TransformerBlock(nn.Module):
         self.mlp = FeedForward(hidden, inner, activation, **p)
 
     def quantize_int8_(self) -> None:
-        """Every linear weight of the block becomes an Int8Weight (weight-only int8, one scale
+        """Every linear weight of the block becomes an Int8Weight (int8, one scale
         per output row); the GEMM runners then run the int8 kernels."""
         names = [(self.attn, "qkv_weight"), (self.attn, "out_weight"), (self.mlp, "w1"), (self.mlp, "w2")]
         if self.cross is not None:

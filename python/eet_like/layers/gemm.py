@@ -2,7 +2,8 @@
 (oneDNN with fused bias/activation, or torch.mm + the eet_like bias_act epilogue) is chosen
 inside the ops (eet_like.ops.cpu_gemm(), EET_LIKE_CPU_GEMM); PackedDecodeGemm runs the
 few-row GEMMs of CPU decode steps on prepacked weights. A weight may also be an Int8Weight
-(quantize="int8"): every entry point then runs the packed int8 kernel."""
+(quantize="int8"): every entry point then runs ops.linear_int8 (int8 weights and per-row int8
+activations, exact int32 sums), whose kernel is chosen inside by the row count."""
 import os
 from dataclasses import dataclass
 
@@ -16,32 +17,30 @@ _ops = torch.ops.eet_like
 
 @dataclass(eq=False)
 class Int8Weight:
-    """A weight-only int8 [out_features, in_features] nn.Linear weight in place of the float one:
-    the packed int8 panels of ops.pack_linear_int8 and the per-row scales of ops.quantize_int8
-    (W ~ q * scales[:, None]). The float weight is not kept."""
-    packed: torch.Tensor   # [ceil(N / 16), K, 16] int8
+    """An int8 [out_features, in_features] nn.Linear weight in place of the float one: q and the
+    per-row scales of ops.quantize_int8 (W ~ q * scales[:, None]), the one copy every GEMM path
+    reads (ops.linear_int8). The float weight is not kept."""
+    q: torch.Tensor        # [N, K] int8
     scales: torch.Tensor   # [N] float32
-    shape: tuple           # (N, K)
 
     @classmethod
     def quantize(cls, w: torch.Tensor) -> "Int8Weight":
-        q, scales = _ops.quantize_int8(w.detach().contiguous())
-        return cls(_ops.pack_linear_int8(q), scales, tuple(w.shape))
+        return cls(*_ops.quantize_int8(w.detach().contiguous()))
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.q.shape)
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
         """Dequantized rows W[index] ([*index.shape, K] float32): the embedding lookup of a
-        quantized tied word-embedding matrix."""
-        k = self.shape[1]
-        flat = index.reshape(-1)
-        panel, col = flat // ops.PANEL_WIDTH, flat % ops.PANEL_WIDTH
-        q = self.packed[panel, :, col]                      # [T, K] int8
-        return (q.float() * self.scales[flat, None]).view(*index.shape, k)
+        quantized word-embedding matrix."""
+        return self.q[index].float() * self.scales[index].unsqueeze(-1)
 
     def nbytes(self) -> int:
-        return self.packed.numel() * self.packed.element_size() + self.scales.numel() * 4
+        return self.q.numel() * self.q.element_size() + self.scales.numel() * 4
 
     def linear(self, x, b, activation="identity"):
-        return _ops.linear_int8_packed(x.contiguous(), self.packed, self.scales, self.shape[0], b, activation)
+        return _ops.linear_int8(x.contiguous(), self.q, self.scales, b, activation)
 
 
 def quantize_int8_(module, name: str) -> None:
@@ -92,7 +91,8 @@ class PackedDecodeGemm:
     Each weight is packed on first use and repacked when it changes (its tensor version moves),
     so loading or editing weights never leaves a stale copy. The packed copies cost as much
     memory as the weights they mirror (GPT-2 small: ~0.5 GB). EET_LIKE_PACKED_DECODE=0 turns
-    the path off."""
+    the path off. An Int8Weight is never packed: it goes to ops.linear_int8 for any row count
+    (its few-row kernel serves decode steps; exact int32 sums, so rows never mix)."""
 
     MAX_ROWS = 16
 

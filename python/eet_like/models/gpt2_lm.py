@@ -94,7 +94,7 @@ class GPT2LMHeadModel(nn.Module):
         optional generation_config.json) or an in-memory transformers GPT2LMHeadModel/GPT2Model.
         max_batch/max_seq_len size the preallocated KV cache (rows include beams and
         num_return_sequences); generate() requests beyond them raise ValueError.
-        quantize="int8": weight-only int8 (see quantize_), CPU float32 for now."""
+        quantize="int8": int8 GEMMs (see quantize_), CPU float32 for now."""
         if kwargs:
             raise ValueError(f"GPT2LMHeadModel.from_pretrained got unknown arguments: {sorted(kwargs)}")
         check_device_dtype(dtype, device)
@@ -117,9 +117,9 @@ class GPT2LMHeadModel(nn.Module):
         return model.quantize_(quantize).eval()
 
     def quantize_(self, quantize: Optional[str] = "int8") -> "GPT2LMHeadModel":
-        """Weight-only int8 in place (None: no change). Every linear weight of the blocks and the
-        LM head becomes an Int8Weight (one symmetric scale per output row, the packed int8 GEMM
-        of every pass); the float weights are dropped. The tied word-embedding matrix is stored
+        """int8 in place (None: no change). Every linear weight of the blocks and the LM head
+        becomes an Int8Weight (one symmetric scale per output row; every pass runs
+        ops.linear_int8, activations quantized per token); the float weights are dropped. The tied word-embedding matrix is stored
         once, in int8, and its rows are dequantized at lookup (a few rows per step), so the
         model holds about a quarter of its float32 bytes (memory_bytes())."""
         check_quantize(quantize, self.dtype, self.device)

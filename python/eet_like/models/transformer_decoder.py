@@ -91,7 +91,7 @@ class TransformerDecoderModel(nn.Module):
 
     @torch.no_grad()
     def quantize_int8_(self) -> None:
-        """Weight-only int8 for every linear weight: the blocks', the input/output projections
+        """int8 (ops.linear_int8) for every linear weight: the blocks', the input/output projections
         and the output embedding. The word table (an embedding lookup, with the embedding
         scale folded in) stays float."""
         for blk in self.layers:
