@@ -13,6 +13,7 @@ import eet_like
 from eet_like import BertModel, GPT2LMHeadModel
 
 from conftest import TOL_LOOSE
+from test_gpt2 import left_padded  # noqa: E402  (pad id 0 = PAD)
 
 transformers = pytest.importorskip("transformers")
 
@@ -30,16 +31,6 @@ def make_gpt2(seed=0, **kw):
     base.update(kw)
     torch.manual_seed(seed)
     return transformers.GPT2LMHeadModel(transformers.GPT2Config(**base)).eval()
-
-
-def left_padded(vocab, lengths, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    s = max(lengths)
-    ids = torch.randint(1, vocab, (len(lengths), s), generator=g)
-    mask = torch.zeros(len(lengths), s, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        mask[b, s - n:] = 1
-    return ids.masked_fill(mask == 0, PAD), mask
 
 
 def hf_gen(hf, ids, mask, **kw):
