@@ -13,6 +13,9 @@
 #include "eet/activations.h"
 #include "eet/ops.h"
 #include "torch/op_impls.h"
+#ifdef EET_CUDA_EMULATION
+#include "cuda_runtime.h"  // csrc/cuda_emu: the launch log
+#endif
 
 namespace {
 
@@ -77,7 +80,7 @@ TORCH_LIBRARY(eet_like, m) {
       "Tensor(a!)? k_cache, Tensor(b!)? v_cache, float? scale) -> Tensor");
   m.def(
       "masked_attention(Tensor qkv, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor positions, "
-      "Tensor? key_start, int num_heads, float? scale) -> Tensor");
+      "Tensor? key_start, int num_heads, float? scale, int? max_keys=None) -> Tensor");
   m.def(
       "cross_attention(Tensor q, Tensor k, Tensor v, int num_heads, Tensor? key_start, "
       "Tensor? key_end, float? scale) -> Tensor");
@@ -125,6 +128,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
       },
       "True in the CUDA emulation build: ops on CPU tensors run the CUDA kernels on the CPU");
+#ifdef EET_CUDA_EMULATION
+  m.def("emu_launch_log", &eet_emu::enable_launch_log, pybind11::arg("on"),
+        "Emulation build: start (True) or stop and clear (False) logging the kernel launches");
+  m.def("emu_take_launches", []() {
+        std::vector<eet_emu::LaunchRecord> recs(eet_emu::kLaunchLogMax);
+        recs.resize(eet_emu::take_launch_log(recs.data(), recs.size()));
+        pybind11::list out;
+        for (const auto& r : recs)
+          out.append(pybind11::make_tuple(r.kernel, pybind11::make_tuple(r.grid.x, r.grid.y, r.grid.z),
+                                          pybind11::make_tuple(r.block.x, r.block.y, r.block.z), r.smem));
+        return out;
+      },
+      "Emulation build: the launches logged since the last call, oldest first, as (kernel, grid, "
+      "block, dynamic shared bytes); clears the log");
+#endif
   m.def("cpu_gemm", &eet::cpu_gemm_backend,
         "The CPU GEMM backend the ffn/linear ops use now: 'onednn' or 'eet' (EET_LIKE_CPU_GEMM)");
   m.def("activations", []() {

@@ -37,7 +37,8 @@ def test_cuda_graph_decode_equals_eager(dtype, monkeypatch):
     assert not m._decode_graphs
     monkeypatch.setenv("EET_LIKE_CUDA_GRAPHS", "1")
     graphed = m.generate(ids, **kw)
-    assert 5 in m._decode_graphs
+    # One graph per row count and power-of-two context bound: keys 10..29 -> bounds 16 and 32.
+    assert sorted(m._decode_graphs) == [(5, 16), (5, 32)]
     assert torch.equal(graphed, eager)
     # A second call replays the captured graph from its first step on, other rows included.
     assert torch.equal(m.generate(ids, **kw), eager)

@@ -203,6 +203,8 @@ def test_masked_attention_errors():
         ops.masked_attention(q, cache(h=3), cache(h=3), pos, H)
     with pytest.raises(ValueError, match=r"k_cache must be \[Bmax, H, Smax, D\] \(4-D\)"):
         ops.masked_attention(q, torch.zeros(2, 8, W), cache(), pos, H)
+    with pytest.raises(ValueError, match="max_keys must be >= 1"):
+        ops.masked_attention(q, cache(), cache(), pos, H, max_keys=0)
 
 
 def test_cross_attention_errors():

@@ -410,11 +410,13 @@ cudaError_t launch_decode(const AttnParams& p, bool vec, cudaStream_t stream) {
   constexpr int U = 4;
   const int64_t blocks = static_cast<int64_t>(p.batch) * p.heads * p.q_len;
   const int sms = sm_count();
+  // The live key count, not the cache length: a short context in a large cache is short.
+  const int64_t keys = p.keys_hint > 0 && p.keys_hint < p.k_len ? p.keys_hint : p.k_len;
   // Few blocks and long key ranges: more warps per block to keep enough loads in flight on
   // the SMs that do get work. Many blocks or short ranges: small blocks.
   int nw = 8;
-  if (blocks < sms && p.k_len >= 1024) nw = 16;
-  else if (blocks >= 4 * static_cast<int64_t>(sms) || p.k_len < 256) nw = 4;
+  if (blocks < sms && keys >= 1024) nw = 16;
+  else if (blocks >= 4 * static_cast<int64_t>(sms) || keys < 256) nw = 4;
   const int ng = nw * (32 / G);
   const size_t smem = static_cast<size_t>(ng) * (p.head_dim + 2) * sizeof(float);
   const dim3 grid(static_cast<unsigned>(p.batch * p.heads),

@@ -35,6 +35,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -177,6 +178,8 @@ std::vector<std::unique_ptr<Worker>> g_workers;  // by worker index; reused acro
 std::atomic<Launch*> g_current{nullptr};
 cudaError_t g_last_error = cudaSuccess;
 uint64_t g_launch_count = 0;
+bool g_log_on = false;              // guarded by g_launch_mu
+std::deque<LaunchRecord> g_log;     // guarded by g_launch_mu
 
 size_t stack_bytes() {
   static const size_t s = [] {
@@ -648,6 +651,10 @@ void launch(const LaunchConfig& cfg, const void* func, void (*invoke)(void*), vo
   L.invoke = invoke;
   L.args = args;
   L.index = g_launch_count++;
+  if (g_log_on) {
+    if (g_log.size() == kLaunchLogMax) g_log.pop_front();
+    g_log.push_back(LaunchRecord{cfg.expr, cfg.grid, cfg.block, cfg.smem});
+  }
   g_current.store(&L);
   const dim3 b = cfg.block, g = cfg.grid;
   const uint64_t threads = static_cast<uint64_t>(b.x) * b.y * b.z;
@@ -695,6 +702,20 @@ void launch(const LaunchConfig& cfg, const void* func, void (*invoke)(void*), vo
     for (auto& t : ts) t.join();
   }
   g_current.store(nullptr);
+}
+
+void enable_launch_log(bool on) {
+  std::lock_guard<std::mutex> lock(g_launch_mu);
+  g_log_on = on;
+  if (!on) g_log.clear();
+}
+
+size_t take_launch_log(LaunchRecord* out, size_t max) {
+  std::lock_guard<std::mutex> lock(g_launch_mu);
+  const size_t n = g_log.size() < max ? g_log.size() : max;
+  for (size_t i = 0; i < n; ++i) out[i] = g_log[i];
+  g_log.clear();
+  return n;
 }
 
 }  // namespace eet_emu

@@ -336,6 +336,18 @@ struct LaunchConfig {
 // Launch-limit violations abort with a message naming the kernel.
 void launch(const LaunchConfig& cfg, const void* func, void (*invoke)(void*), void* args);
 
+// The launch log: what ran, with which configuration (for tests of the launch heuristics).
+// Off until enable_launch_log(true); then the newest kLaunchLogMax launches are kept.
+struct LaunchRecord {
+  const char* kernel;  // the kernel expression of EET_LAUNCH (static storage)
+  dim3 grid, block;
+  size_t smem;
+};
+constexpr size_t kLaunchLogMax = 4096;
+void enable_launch_log(bool on);
+// Returns the logged launches, oldest first, and clears the log.
+size_t take_launch_log(LaunchRecord* out, size_t max);
+
 // Declares a kernel's __launch_bounds__ to the emulator (the attribute itself cannot be read
 // back): EET_EMU_LAUNCH_BOUNDS(128, kernel) next to the kernel, in the same scope.
 int set_launch_bounds(const void* func, int max_threads);

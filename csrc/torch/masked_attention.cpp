@@ -1,7 +1,8 @@
 // Torch glue of masked_attention: one decode step per row; the new K/V of qkv [B, 3*H*D] are
 // written into the cache at positions[b], then the query attends over cache entries
 // key_start[b] <= j <= positions[b]. Positions are checked on CPU; on CUDA the kernels skip
-// out-of-range rows (no host sync; the Python wrapper checks them).
+// out-of-range rows (no host sync; the Python wrapper checks them). max_keys (optional, host
+// known, e.g. the decode length + 1) sizes the CUDA launch by the live context instead of Smax.
 #include "attention.h"
 #include "op_impls.h"
 
@@ -13,7 +14,7 @@ at::Tensor masked_attention_on(const AttentionKernels& kern, const at::Tensor& q
                                const at::Tensor& k_cache, const at::Tensor& v_cache,
                                const at::Tensor& positions,
                                const c10::optional<at::Tensor>& key_start, int64_t num_heads,
-                               c10::optional<double> scale) {
+                               c10::optional<double> scale, c10::optional<int64_t> max_keys) {
   check_float(qkv, "qkv");
   check_rank(qkv, "qkv", 2, "[B, 3*H*D] (one new token per row)");
   check_contiguous(qkv, "qkv");
@@ -28,6 +29,9 @@ at::Tensor masked_attention_on(const AttentionKernels& kern, const at::Tensor& q
   TORCH_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), "v_cache must have the shape of k_cache (",
                     shape_str(k_cache), "), got ", shape_str(v_cache));
   const int64_t M = k_cache.size(2);
+  TORCH_CHECK_VALUE(!max_keys.has_value() || *max_keys >= 1,
+                    "max_keys must be >= 1 (a bound of the keys a row sees this step), got ",
+                    max_keys.value_or(0));
   const auto pos = as_int32(positions, "positions", qkv, "qkv", B);
   const auto ks = as_int32(key_start, "key_start", qkv, "qkv", B);
   if (kern.host_memory) {
@@ -69,6 +73,7 @@ at::Tensor masked_attention_on(const AttentionKernels& kern, const at::Tensor& q
   p.key_end_add = 1;
   p.past_end_empty = true;  // positions[b] >= Smax (unchecked on CUDA): no keys, zeros
   p.scale = scale_or_default(scale, D);
+  p.keys_hint = max_keys.value_or(0);
   kern.attention(qkv, p, "masked_attention");
   return out;
 }
@@ -78,18 +83,18 @@ at::Tensor masked_attention_on(const AttentionKernels& kern, const at::Tensor& q
 at::Tensor masked_attention_cpu(const at::Tensor& qkv, const at::Tensor& k_cache,
                                 const at::Tensor& v_cache, const at::Tensor& positions,
                                 const c10::optional<at::Tensor>& key_start, int64_t num_heads,
-                                c10::optional<double> scale) {
+                                c10::optional<double> scale, c10::optional<int64_t> max_keys) {
   return masked_attention_on(kCpuAttention,
-                             qkv, k_cache, v_cache, positions, key_start, num_heads, scale);
+                             qkv, k_cache, v_cache, positions, key_start, num_heads, scale, max_keys);
 }
 
 #ifdef WITH_CUDA
 at::Tensor masked_attention_cuda(const at::Tensor& qkv, const at::Tensor& k_cache,
                                  const at::Tensor& v_cache, const at::Tensor& positions,
                                  const c10::optional<at::Tensor>& key_start, int64_t num_heads,
-                                 c10::optional<double> scale) {
+                                 c10::optional<double> scale, c10::optional<int64_t> max_keys) {
   return masked_attention_on(kCudaAttention,
-                             qkv, k_cache, v_cache, positions, key_start, num_heads, scale);
+                             qkv, k_cache, v_cache, positions, key_start, num_heads, scale, max_keys);
 }
 #endif
 

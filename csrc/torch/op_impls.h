@@ -45,7 +45,8 @@ EET_DECLARE_IMPL(at::Tensor, attention, const at::Tensor& qkv, int64_t num_heads
                  const OptTensor& v_cache, c10::optional<double> scale);
 EET_DECLARE_IMPL(at::Tensor, masked_attention, const at::Tensor& qkv, const at::Tensor& k_cache,
                  const at::Tensor& v_cache, const at::Tensor& positions,
-                 const OptTensor& key_start, int64_t num_heads, c10::optional<double> scale);
+                 const OptTensor& key_start, int64_t num_heads, c10::optional<double> scale,
+                 c10::optional<int64_t> max_keys);
 EET_DECLARE_IMPL(at::Tensor, cross_attention, const at::Tensor& q, const at::Tensor& k,
                  const at::Tensor& v, int64_t num_heads, const OptTensor& key_start,
                  const OptTensor& key_end, c10::optional<double> scale);

@@ -60,7 +60,7 @@ def _attention(qkv, num_heads, causal, key_start, key_end, k_cache, v_cache, sca
 
 
 @torch.library.register_fake("eet_like::masked_attention")
-def _masked_attention(qkv, k_cache, v_cache, positions, key_start, num_heads, scale):
+def _masked_attention(qkv, k_cache, v_cache, positions, key_start, num_heads, scale, max_keys=None):
     b, w = qkv.shape
     return qkv.new_empty((b, w // 3))
 

@@ -202,13 +202,17 @@ def attention(qkv: torch.Tensor, num_heads: int, causal: bool = False,
 
 def masked_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                      positions: torch.Tensor, num_heads: int, key_start: Optional[torch.Tensor] = None,
-                     scale: Optional[float] = None, check: bool = True) -> torch.Tensor:
+                     scale: Optional[float] = None, check: bool = True,
+                     max_keys: Optional[int] = None) -> torch.Tensor:
     """One incremental decode step: for each row b, writes the new K/V (from qkv [B, 3*H*D])
     into k_cache/v_cache [Bmax, H, Smax, D] at positions[b], then attends over cache entries
     key_start[b] <= j <= positions[b]. Returns [B, H*D].
 
     check=True validates positions against the cache size (on CUDA that is a host sync;
-    the model decode loops track positions on the host and pass check=False)."""
+    the model decode loops track positions on the host and pass check=False).
+    max_keys (>= 1; above Smax means Smax): a host-known bound of the keys a row sees this step (e.g. the
+    decode length + 1); the CUDA kernel sizes its launch by it instead of by Smax. It never
+    changes the result: a bound below the real count only costs speed."""
     _rank(qkv, "qkv", 2, "[B, 3*H*D]")
     _tensor(positions, "positions")
     _optional_index(positions, "positions")
@@ -218,7 +222,8 @@ def masked_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Te
             raise ValueError(f"cache overflow: positions must be in [0, {k_cache.shape[2]}) "
                              f"(k_cache Smax), got values in [{lo}, {hi}]")
     return _ops.masked_attention(qkv, k_cache, v_cache, positions,
-                                 _optional_index(key_start, "key_start"), int(num_heads), scale)
+                                 _optional_index(key_start, "key_start"), int(num_heads), scale,
+                                 None if max_keys is None else int(max_keys))
 
 
 def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int,

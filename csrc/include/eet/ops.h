@@ -41,6 +41,10 @@ struct AttnParams {
   bool causal = false;
   int causal_offset = 0;               // causal: key j visible to query i iff j <= i + causal_offset
   float scale = 1.f;
+  // Host-known upper bound of the keys any row sees (e.g. the decode length + 1; 0 = k_len).
+  // Only picks the launch configuration: the key ranges above decide what is read, so a hint
+  // below the real count costs speed, never correctness.
+  int64_t keys_hint = 0;
 };
 
 // Copy of new keys/values into the preallocated cache:

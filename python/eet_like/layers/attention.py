@@ -47,13 +47,14 @@ class SelfAttention(nn.Module):
             ctx = ctx[:, -1:]
         return gemm.linear(ctx, self.out_weight, None)
 
-    def step(self, x, k_cache, v_cache, positions, key_start=None, gemm=Gemm):
+    def step(self, x, k_cache, v_cache, positions, key_start=None, gemm=Gemm, max_keys=None):
         """One new token per row: x [B, hidden] (or [B, 1, hidden]) -> the same shape. Row b
         writes its K/V at cache slot positions[b] and attends over slots
-        [key_start[b], positions[b]]. No host sync: the caller keeps positions in the cache."""
+        [key_start[b], positions[b]]. No host sync: the caller keeps positions in the cache.
+        max_keys: the host's bound of the keys a row sees (sizes the CUDA launch; None = Smax)."""
         qkv = gemm.linear(x.reshape(x.shape[0], -1), self.qkv_weight, self.qkv_bias)
         ctx = ops.masked_attention(qkv, k_cache, v_cache, positions, self.num_heads, key_start=key_start,
-                                   scale=self.scale, check=False)
+                                   scale=self.scale, check=False, max_keys=max_keys)
         return gemm.linear(ctx, self.out_weight, None).view(x.shape)
 
 

@@ -76,9 +76,11 @@ class Step:
     cache: object
     positions: torch.Tensor
     key_start: Optional[torch.Tensor] = None
+    max_keys: Optional[int] = None   # host-known bound of the keys a row sees (CUDA launch size)
 
     def __call__(self, i, attn: SelfAttention, y, gemm, last_only=False):
-        return attn.step(y, self.cache.k[i], self.cache.v[i], self.positions, self.key_start, gemm)
+        return attn.step(y, self.cache.k[i], self.cache.v[i], self.positions, self.key_start, gemm,
+                         self.max_keys)
 
 
 @dataclass

@@ -179,13 +179,14 @@ class GPT2Model(nn.Module):
         return run_blocks(self.blocks, x, Prompt(key_start, key_end, cache), gemm=Gemm, pre_norm=True,
                           final_norm=self.ln_f, last_only=last_only)
 
-    def step(self, tokens, position_ids, positions, key_start, cache, gemm=None):
+    def step(self, tokens, position_ids, positions, key_start, cache, gemm=None, max_keys=None):
         """One token per row: tokens/position_ids [n] -> final-layernormed hidden [n, H].
         positions [n] int32 is the cache slot written and attended up to. No host sync: the
         tokens were sampled from the vocabulary and the positions are bounded by the cache, so
-        the embedding skips its range check. gemm: the GEMM runner (default self.decode_gemm)."""
+        the embedding skips its range check. gemm: the GEMM runner (default self.decode_gemm).
+        max_keys: the host's bound of positions + 1 (sizes the CUDA attention launch)."""
         x = self.embed(tokens, position_ids, check=False)
-        return run_blocks(self.blocks, x, Step(cache, positions, key_start),
+        return run_blocks(self.blocks, x, Step(cache, positions, key_start, max_keys),
                           gemm=self.decode_gemm if gemm is None else gemm, pre_norm=True, final_norm=self.ln_f)
 
     def positions_and_ranges(self, input_ids, attention_mask, position_ids):

@@ -4,8 +4,8 @@ transformers-compatible generate(), and the interface the decode loops drive:
     check_request / prefill / decode_step / reorder_cache     generate() (generation/decode.py)
     prefill_row / decode_rows / move_cache_row                continuous batching (eet_like.server)
 
-On CUDA a decode step is replayed from a CUDA graph (one per row count, captured after its
-first eager run): a step is hundreds of small kernels whose launches otherwise cost more than
+On CUDA a decode step is replayed from a CUDA graph (one per row count and power-of-two bound
+of the context, captured after its first eager run): a step is hundreds of small kernels whose launches otherwise cost more than
 their work at small batches. Every input and output of a step is a static buffer of the
 DecodeState, so a replay needs no copies. EET_LIKE_CUDA_GRAPHS=0 turns it off.
 """
@@ -65,7 +65,7 @@ class GPT2LMHeadModel(nn.Module):
                                       config.head_dim, dtype=dtype, device=dev)
         self.state = DecodeState.allocate(self.cache, config.vocab_size, dtype)
         self.quantization = None   # or "int8" after quantize_()
-        self._decode_graphs = {}   # rows -> torch.cuda.CUDAGraph of one decode step (CUDA only)
+        self._decode_graphs = {}   # (rows, keys bound) -> torch.cuda.CUDAGraph of a decode step (CUDA)
         self._graph_pool = None
         # Defaults for generate(): the checkpoint's generation config (generation_config.json
         # or the in-memory model's), else transformers' global defaults.
@@ -197,14 +197,15 @@ class GPT2LMHeadModel(nn.Module):
         st = self.state
         n = st.n
         st.tokens[:n].copy_(tokens)
-        graph = self._decode_graphs.get(n)
+        keys = _keys_bucket(st.length + 1, self.max_seq_len)
+        graph = self._decode_graphs.get((n, keys))
         if graph is not None:
             graph.replay()
             logits = st.logits[:n]
         else:
-            logits = self._step(n)
+            logits = self._step(n, keys)
             if self.device.type == "cuda" and cuda_graphs_enabled():
-                self._decode_graphs[n] = self._capture_step(n)
+                self._decode_graphs[n, keys] = self._capture_step(n, keys)
         st.length += 1
         return logits
 
@@ -212,25 +213,25 @@ class GPT2LMHeadModel(nn.Module):
         """Row b becomes old row index[b] (beam search, or replicating prompts into beams)."""
         self.state.reorder_(index)
 
-    def _step(self, n: int):
+    def _step(self, n: int, max_keys: int):
         """The kernels of one decode step over rows [0, n), reading and writing only the state
-        and the cache."""
+        and the cache; no row sees more than max_keys keys."""
         st = self.state
         hidden = self.transformer.step(st.tokens[:n], st.position_ids[:n], st.positions[:n], st.key_start[:n],
-                                       self.cache)
+                                       self.cache, max_keys=max_keys)
         logits = self._lm_head(hidden)
         st.positions[:n].add_(1)
         st.position_ids[:n].add_(1)
         return logits
 
-    def _capture_step(self, n: int):
+    def _capture_step(self, n: int, max_keys: int):
         """Records _step for n rows (recording runs nothing: the eager step before it was the
         real one and warmed up cuBLAS). The graphs of one model share a memory pool."""
         if self._graph_pool is None:
             self._graph_pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._graph_pool):
-            out = self._step(n)
+            out = self._step(n, max_keys)
         if out.data_ptr() != self.state.logits.data_ptr():
             raise RuntimeError("decode step graph: logits not written into the static buffer")
         return graph
@@ -282,8 +283,10 @@ class GPT2LMHeadModel(nn.Module):
         check_ids_in_range(tokens, self.config.vocab_size, "tokens", "vocab_size")
         t = self.transformer
         g = t.decode_gemm.any_rows()
+        max_keys = int(positions.max()) + 1
         positions = positions.to(self.device)
-        hidden = t.step(tokens.to(self.device), positions.long(), positions, None, self.cache, gemm=g)
+        hidden = t.step(tokens.to(self.device), positions.long(), positions, None, self.cache, gemm=g,
+                        max_keys=max_keys)
         if not runs_cuda_kernels(hidden.device):
             return g.linear(hidden, self.lm_weight, None)
         return self._lm_head(hidden)
@@ -291,6 +294,13 @@ class GPT2LMHeadModel(nn.Module):
     def move_cache_row(self, src: int, dst: int, length: int):
         """Cache row dst <- row src, positions [0, length)."""
         self.cache.copy_row_(src, dst, length)
+
+
+def _keys_bucket(keys: int, max_seq_len: int) -> int:
+    """The bound of the keys a decode step sees, rounded up to a power of two (capped at the
+    cache length): the attention launch is sized by it, and a CUDA graph is captured per
+    (rows, bound), so a generation of L tokens replays at most log2(L) graphs per row count."""
+    return min(1 << max(keys - 1, 0).bit_length(), max_seq_len)
 
 
 def _read_generation_defaults(path_or_hf_model) -> dict:

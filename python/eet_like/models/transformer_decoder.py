@@ -241,7 +241,7 @@ class TransformerDecoderModel(nn.Module):
             positions = self.make_positions(tokens, nonpad)[:, -1:]
         x = self.embed(last.contiguous(), positions)
         slot = torch.full((b,), pos, dtype=torch.int32, device=self.device)
-        x, inner = self._blocks(x, Step(state.cache, slot, key_start), state.encoder, collect)
+        x, inner = self._blocks(x, Step(state.cache, slot, key_start, max_keys=pos + 1), state.encoder, collect)
         state.length = pos + 1
         return self.finish(x, inner)
 
