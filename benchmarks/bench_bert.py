@@ -12,6 +12,7 @@ The measuring code is eet_like.app.bench (also behind `eet-like bench`).
 
     python benchmarks/bench_bert.py [--device cpu|cuda] [--dtype float32|float16|bfloat16]
                                     [--batches 1,16] [--seq 128] [--json PATH] [--quick]
+                                    [--quantize none|int8] [--busy-core]
 """
 import argparse
 import os
@@ -32,14 +33,20 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="default benchmarks/results/bert_<device>.json")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 layers, seq 32, 2 rounds")
     ap.add_argument("--no-ct2", action="store_true", help="leave out CTranslate2")
+    ap.add_argument("--quantize", default=None, choices=bench.QUANTIZE_CHOICES,
+                    help="the eet_like rows: float32 only (none) or int8 only (default: both)")
+    ap.add_argument("--busy-core", action="store_true",
+                    help="time everything with a CPU hog (a busy loop) on one core: a shared machine")
     args = ap.parse_args(argv)
     if args.device == "cpu" and args.dtype not in (None, "float32"):
         ap.error("CPU runs float32 (the eet_like CPU kernels are fp32)")
     batches = [int(b) for b in args.batches.split(",")] if args.batches else None
     json_path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                          f"bert_{args.device}{'_quick' if args.quick else ''}.json")
+                                          f"bert_{args.device}{'_quick' if args.quick else ''}"
+                                          f"{'_busy' if args.busy_core else ''}.json")
     data = bench.bench_bert(bench.BertSettings(device=args.device, dtype=args.dtype, batches=batches, seq=args.seq,
-                                               rounds=args.rounds, quick=args.quick, no_ct2=args.no_ct2))
+                                               rounds=args.rounds, quick=args.quick, no_ct2=args.no_ct2,
+                                               quantize=args.quantize, busy_core=args.busy_core))
     print()
     print(bench.bert_table(data))
     bench.write_json(json_path, data)

@@ -8,6 +8,7 @@ whether the tokens agree with eet_like.
 
     python benchmarks/bench_generate.py                      # CPU fp32, batch 1 and 8
     python benchmarks/bench_generate.py --quick              # tiny smoke run
+    python benchmarks/bench_generate.py --busy-core          # with a CPU hog on one core
     python benchmarks/bench_generate.py --device cuda --dtype float16 --batch 1 8 64 --models small xl
 
 CPU engines: eet_like, transformers (eager), CTranslate2 float32 and int8 (pip install ctranslate2).
@@ -39,10 +40,15 @@ def parse_args(argv=None):
     p.add_argument("--compile-batch", type=int, nargs="+", default=None,
                    help="batch sizes at which hf-static-compile runs (default: all; each compiles for a minute)")
     p.add_argument("--quick", action="store_true", help="tiny model, 8 new tokens, batch 1 2: a smoke run")
+    p.add_argument("--quantize", default=None, choices=bench.QUANTIZE_CHOICES,
+                   help="the eet_like rows: float32 only (none) or int8 only (default: both)")
+    p.add_argument("--busy-core", action="store_true",
+                   help="time everything with a CPU hog (a busy loop) on one core: a shared machine")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     a.json = a.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                    f"generate_{a.device}{'_quick' if a.quick else ''}.json")
+                                    f"generate_{a.device}{'_quick' if a.quick else ''}"
+                                    f"{'_busy' if a.busy_core else ''}.json")
     return a
 
 
@@ -50,7 +56,8 @@ def main(argv=None):
     a = parse_args(argv)
     settings = bench.GenerateSettings(device=a.device, dtype=a.dtype, batch=a.batch, models=a.models, prompt=a.prompt,
                                       new=a.new, repeats=a.repeats, engines=a.engines, threads=a.threads,
-                                      quick=a.quick, compile_batch=a.compile_batch)
+                                      quick=a.quick, compile_batch=a.compile_batch, quantize=a.quantize,
+                                      busy_core=a.busy_core)
     data = bench.bench_generate(settings, checkpoint=lambda partial: bench.write_json(a.json, partial))
     print()
     print(bench.generate_table(data))

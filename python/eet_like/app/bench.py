@@ -16,6 +16,7 @@ benchmarks/make_report.py builds benchmarks/RESULTS.md. The JSON formats:
                "load_average", "rows": [{batch, seq, runner, ms, min_ms, sentences_per_s,
                eet_speedup, max_abs_diff_vs_transformers, model_bytes (eet_like runners)}, ...]}
 """
+import contextlib
 import dataclasses
 import datetime
 import gc
@@ -47,6 +48,39 @@ BERT_QUICK = dict(BERT_BASE, num_hidden_layers=2)
 GPT2_CPU_ENGINES = ["eet_like", "eet_like-int8", "transformers", "ct2-float32", "ct2-int8"]
 GPT2_CUDA_ENGINES = ["eet_like", "hf-eager", "hf-sdpa", "hf-static-compile"]
 CT2_MISSING = "CTranslate2 is not installed (pip install ctranslate2): its rows are left out"
+QUANTIZE_CHOICES = ["none", "int8"]
+
+
+def eet_engines(quantize: Optional[str]) -> List[str]:
+    """The eet_like rows of a run: both (quantize None), the float one ("none") or int8 ("int8")."""
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES} (or None for both), got {quantize!r}")
+    return {None: ["eet_like", "eet_like-int8"], "none": ["eet_like"], "int8": ["eet_like-int8"]}[quantize]
+
+
+def reference_engine(names) -> Optional[str]:
+    """The row the others are compared with: eet_like float, else eet_like int8."""
+    return next((e for e in ("eet_like", "eet_like-int8") if e in names), None)
+
+
+@contextlib.contextmanager
+def busy_core(enabled: bool = True, seconds: float = 4 * 3600):
+    """A CPU hog on one core for the duration (--busy-core): a busy loop in a child process
+    pinned to the last CPU this process may use, stopped on exit and bounded by `seconds` even
+    if this process dies. Yields that CPU's index (None when not enabled)."""
+    if not enabled:
+        yield None
+        return
+    cpu = max(os.sched_getaffinity(0))
+    code = (f"# eet-like busy-core hog\nimport os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.monotonic() + {seconds}\n"
+            "while time.monotonic() < end:\n    pass\n")
+    hog = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.2)  # let it start spinning
+        yield cpu
+    finally:
+        hog.kill()
+        hog.wait()
 
 Log = Callable[[str], None]
 
@@ -129,6 +163,8 @@ class GenerateSettings:
     threads: Optional[int] = None
     quick: bool = False                  # tiny model, 8 new tokens, batch 1 2, one repeat
     compile_batch: Optional[List[int]] = None  # batches at which hf-static-compile runs (None: all)
+    quantize: Optional[str] = None       # eet_like rows: None both, "none" float only, "int8" int8 only
+    busy_core: bool = False              # time it all with a CPU hog on one core (busy_core())
 
     def resolved(self) -> "GenerateSettings":
         s = dataclasses.replace(self)
@@ -139,7 +175,9 @@ class GenerateSettings:
         s.dtype = s.dtype or ("float16" if gpu else "float32")
         s.batch = s.batch or ([1, 8, 64] if gpu else [1, 8])
         s.models = s.models or (["small", "xl"] if gpu else ["small"])
-        s.engines = s.engines or list(GPT2_CUDA_ENGINES if gpu else GPT2_CPU_ENGINES)
+        keep = eet_engines(s.quantize)
+        s.engines = s.engines or [e for e in (GPT2_CUDA_ENGINES if gpu else GPT2_CPU_ENGINES)
+                                  if not e.startswith("eet_like") or e in keep]
         known = GPT2_CUDA_ENGINES if gpu else GPT2_CPU_ENGINES
         unknown = [e for e in s.engines if e not in known]
         if unknown:
@@ -226,11 +264,11 @@ def _gpt2_cpu_engines(s: GenerateSettings, shape: str, tmp: str, log: Log):
     transformers.utils.logging.disable_progress_bar()  # its "Writing model shards" bar is noise here
     hf = build_gpt2(shape)
     hf.save_pretrained(tmp)
-    eet = GPT2LMHeadModel.from_pretrained(tmp, dtype=torch.float32, device="cpu", max_batch=max(s.batch),
-                                          max_seq_len=s.prompt + s.new)
     # eos is suppressed for exactly `new` tokens, in every engine.
     fns = {}
     if "eet_like" in s.engines:
+        eet = GPT2LMHeadModel.from_pretrained(tmp, dtype=torch.float32, device="cpu", max_batch=max(s.batch),
+                                              max_seq_len=s.prompt + s.new)
         fns["eet_like"] = lambda ids: eet.generate(ids, max_new_tokens=s.new, min_new_tokens=s.new,
                                                    do_sample=False)[:, s.prompt:]
         fns["eet_like"].model = eet
@@ -316,72 +354,84 @@ def bench_generate(settings: GenerateSettings, log: Log = print, progress: bool 
         log(f"# copy bandwidth {bw / 1e12:.2f} TB/s (read + write); roofline = batch * bandwidth / bytes per "
             f"decode step (weights + KV cache at the mean context {s.prompt + s.new / 2:.0f})")
     results = []
-    for shape in s.models:
-        tmp = tempfile.mkdtemp(prefix="eet_bench_")
-        try:
-            fns = _gpt2_cuda_engines(s, shape) if gpu else _gpt2_cpu_engines(s, shape, tmp, log)
-            g = torch.Generator().manual_seed(1)
-            prompts = torch.randint(0, 50256, (max(s.batch), s.prompt), generator=g).to(s.device)
-            for b in s.batch:
-                ids = prompts[:b]
-                calls = {}
-                for name, fn in fns.items():
-                    if name == "hf-static-compile" and s.compile_batch is not None and b not in s.compile_batch:
-                        continue
-                    def timed_call(fn=fn):
-                        out = fn(ids)
-                        _sync(s.device)
-                        return out
-                    calls[name] = timed_call
-                # The static-cache engine compiles and records graphs at its first calls.
-                if "hf-static-compile" in calls:
-                    calls["hf-static-compile"]()
-                with torch.inference_mode(), _progress(len(calls) * (s.repeats + 1),
-                                                       f"GPT-2 {shape} batch {b}", progress) as bar:
-                    best, toks = _interleaved_best(calls, s.repeats, bar)
-                ref = toks.get("eet_like")
-                for eng in calls:
-                    if tuple(toks[eng].shape) != (b, s.new):
-                        raise RuntimeError(f"{eng} produced {tuple(toks[eng].shape)} tokens, expected {(b, s.new)}")
-                    agree = None if ref is None else float((toks[eng].cpu() == ref.cpu()).float().mean())
-                    secs = best[eng]
-                    r = dict(model=shape, engine=eng, batch=b, dtype=s.dtype, tokens_per_s=b * s.new / secs,
-                             seconds=secs, token_agreement=agree)
-                    m = getattr(fns[eng], "model", None)
-                    if m is not None:  # weights + scales + packed copies the eet_like model holds
-                        r["model_bytes"] = m.memory_bytes()
-                    if bw is not None:
-                        r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem_bytes)
-                        r["roofline_tokens_per_s"] = b * bw / r["decode_step_bytes"]
-                        r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
-                    results.append(r)
-                    log(f"  {shape:6s} b={b:<3d} {eng:18s} {b * s.new / secs:9.1f} tok/s  ({secs:.3f} s)  "
-                        f"agree={agree}")
-                if checkpoint is not None:
-                    checkpoint(_generate_summary(s, results, bw, load_start, partial=True))
-            del fns
-            gc.collect()
-            if gpu:
-                torch.cuda.empty_cache()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _generate_summary(s, results, bw, load_start)
+    with busy_core(s.busy_core) as hog:
+        if hog is not None:
+            log(f"# a CPU hog runs on cpu {hog} throughout")
+        for shape in s.models:
+            _bench_generate_model(s, shape, gpu, bw, elem_bytes, load_start, results, log, progress, checkpoint)
+    return _generate_summary(s, results, bw, load_start, busy=hog)
+
+
+def _bench_generate_model(s, shape, gpu, bw, elem_bytes, load_start, results, log, progress, checkpoint):
+    """The rows of one GPT-2 shape, appended to results."""
+    tmp = tempfile.mkdtemp(prefix="eet_bench_")
+    try:
+        fns = _gpt2_cuda_engines(s, shape) if gpu else _gpt2_cpu_engines(s, shape, tmp, log)
+        g = torch.Generator().manual_seed(1)
+        prompts = torch.randint(0, 50256, (max(s.batch), s.prompt), generator=g).to(s.device)
+        for b in s.batch:
+            ids = prompts[:b]
+            calls = {}
+            for name, fn in fns.items():
+                if name == "hf-static-compile" and s.compile_batch is not None and b not in s.compile_batch:
+                    continue
+                def timed_call(fn=fn):
+                    out = fn(ids)
+                    _sync(s.device)
+                    return out
+                calls[name] = timed_call
+            # The static-cache engine compiles and records graphs at its first calls.
+            if "hf-static-compile" in calls:
+                calls["hf-static-compile"]()
+            with torch.inference_mode(), _progress(len(calls) * (s.repeats + 1),
+                                                   f"GPT-2 {shape} batch {b}", progress) as bar:
+                best, toks = _interleaved_best(calls, s.repeats, bar)
+            ref = toks.get(reference_engine(toks))
+            for eng in calls:
+                if tuple(toks[eng].shape) != (b, s.new):
+                    raise RuntimeError(f"{eng} produced {tuple(toks[eng].shape)} tokens, expected {(b, s.new)}")
+                agree = None if ref is None else float((toks[eng].cpu() == ref.cpu()).float().mean())
+                secs = best[eng]
+                r = dict(model=shape, engine=eng, batch=b, dtype=s.dtype, tokens_per_s=b * s.new / secs,
+                         seconds=secs, token_agreement=agree)
+                m = getattr(fns[eng], "model", None)
+                if m is not None:  # weights + scales + packed copies the eet_like model holds
+                    r["model_bytes"] = m.memory_bytes()
+                if bw is not None:
+                    r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem_bytes)
+                    r["roofline_tokens_per_s"] = b * bw / r["decode_step_bytes"]
+                    r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
+                results.append(r)
+                log(f"  {shape:6s} b={b:<3d} {eng:18s} {b * s.new / secs:9.1f} tok/s  ({secs:.3f} s)  "
+                    f"agree={agree}")
+            if checkpoint is not None:
+                checkpoint(_generate_summary(s, results, bw, load_start, partial=True,
+                                             busy=max(os.sched_getaffinity(0)) if s.busy_core else None))
+        del fns
+        gc.collect()
+        if gpu:
+            torch.cuda.empty_cache()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _generate_summary(s: GenerateSettings, results: list, bw: Optional[float], load_start: float,
-                      partial: bool = False) -> dict:
-    """{"meta", "results"} of the generation benchmark, speedups against eet_like filled in."""
+                      partial: bool = False, busy: Optional[int] = None) -> dict:
+    """{"meta", "results"} of the generation benchmark, speedups against eet_like (float, else
+    int8) filled in."""
     results = [dict(r) for r in results]
+    ref = reference_engine({r["engine"] for r in results})
     for r in results:
         eet = next((x for x in results if x["model"] == r["model"] and x["batch"] == r["batch"]
-                    and x["engine"] == "eet_like"), None)
+                    and x["engine"] == ref), None)
         r["eet_like_speedup"] = None if eet is None else eet["tokens_per_s"] / r["tokens_per_s"]
     info = machine_info(s.device)
     meta = dict(device=s.device, dtype=s.dtype, prompt=s.prompt, new_tokens=s.new, repeats=s.repeats,
                 copy_bandwidth_bytes_per_s=bw,
                 torch=torch.__version__, threads=torch.get_num_threads(), machine=info["cpu"], quick=s.quick,
                 note="random weights; tokens/s = batch*new/(best wall time of generate)",
-                loadavg_1min_start_end=[load_start, os.getloadavg()[0]])
+                loadavg_1min_start_end=[load_start, os.getloadavg()[0]], busy_core=busy,
+                reference_engine=ref)
     if partial:
         meta["partial"] = True
     meta.update({k: v for k, v in info.items() if k not in meta and k not in ("device", "python")})
@@ -390,8 +440,10 @@ def _generate_summary(s: GenerateSettings, results: list, bw: Optional[float], l
 
 def generate_table(data: dict) -> str:
     m = data["meta"]
+    busy = f", a CPU hog on cpu {m['busy_core']}" if m.get("busy_core") is not None else ""
     lines = [f"GPT-2 greedy generation ({m['device']} {m['dtype']}, prompt {m['prompt']}, {m['new_tokens']} new "
-             f"tokens, threads {m['threads']}): tokens/s, best of {m['repeats']}",
+             f"tokens, threads {m['threads']}{busy}): tokens/s, best of {m['repeats']}; "
+             f"x and same tokens vs {m.get('reference_engine') or 'eet_like'}",
              f"{'model':6s} {'batch':>5s}  {'engine':18s} {'tok/s':>9s} {'eet_like x':>10s} {'same tokens':>11s}"]
     for r in data["results"]:
         speed = "-" if r["eet_like_speedup"] is None else f"{r['eet_like_speedup']:.2f}"
@@ -414,6 +466,8 @@ class BertSettings:
     rounds: Optional[int] = None           # default 5 (CPU), 30 (CUDA)
     quick: bool = False                    # 2 layers, seq 32, 2 rounds
     no_ct2: bool = False
+    quantize: Optional[str] = None         # eet_like rows: None both, "none" float only, "int8" int8 only
+    busy_core: bool = False                # time it all with a CPU hog on one core (busy_core())
 
     def resolved(self) -> "BertSettings":
         s = dataclasses.replace(self)
@@ -425,6 +479,7 @@ class BertSettings:
         if s.quick:
             s.seq, s.rounds = 32, 2
         s.rounds = s.rounds or (30 if gpu else 5)
+        eet_engines(s.quantize)  # checks the value
         return s
 
 
@@ -458,10 +513,13 @@ def _bert_runners(s: BertSettings, cfg_kw: dict, workdir: str, log: Log):
     """runner name -> callable(ids, mask, types) -> last hidden state (torch tensor)."""
     dtype = getattr(torch, s.dtype)
     hf = {attn: build_bert(cfg_kw, attn, s.device, dtype) for attn in ("sdpa", "eager")}
-    eet = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device)
-    out = {"eet_like": lambda ids, mask, types: eet(ids, attention_mask=mask, token_type_ids=types).last_hidden_state}
-    out["eet_like"].model = eet   # for the bytes of weights it holds
-    if not s.device.startswith("cuda"):
+    keep = eet_engines(s.quantize)
+    out = {}
+    if "eet_like" in keep:
+        eet = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device)
+        out["eet_like"] = lambda ids, mask, types: eet(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        out["eet_like"].model = eet   # for the bytes of weights it holds
+    if "eet_like-int8" in keep and not s.device.startswith("cuda"):
         eet8 = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device, quantize="int8")
         out["eet_like-int8"] = (lambda ids, mask, types:
                                 eet8(ids, attention_mask=mask, token_type_ids=types).last_hidden_state)
@@ -501,8 +559,11 @@ def bench_bert(settings: BertSettings, log: Log = print, progress: bool = True) 
         raise ValueError("--device cuda: no CUDA device")
     cfg_kw = BERT_QUICK if s.quick else BERT_BASE
     rows = []
-    with tempfile.TemporaryDirectory() as workdir, torch.inference_mode():
+    with tempfile.TemporaryDirectory() as workdir, torch.inference_mode(), busy_core(s.busy_core) as hog:
         fns = _bert_runners(s, cfg_kw, workdir, log)
+        ref_runner = reference_engine(fns)
+        if ref_runner is None:
+            raise ValueError(f"no eet_like runner on {s.device} with quantize={s.quantize!r}")
         for b in s.batches:
             g = torch.Generator().manual_seed(b)
             ids = torch.randint(1000, cfg_kw["vocab_size"], (b, s.seq), generator=g).to(s.device)
@@ -524,7 +585,7 @@ def bench_bert(settings: BertSettings, log: Log = print, progress: bool = True) 
                         times[name].append(time.perf_counter() - t0)
                         bar.update(1)
             ref = outs["transformers-sdpa"]
-            eet_ms = statistics.median(times["eet_like"]) * 1e3
+            eet_ms = statistics.median(times[ref_runner]) * 1e3
             for name in fns:
                 ms = statistics.median(times[name]) * 1e3
                 rows.append({"batch": b, "seq": s.seq, "runner": name, "ms": ms, "min_ms": min(times[name]) * 1e3,
@@ -534,15 +595,17 @@ def bench_bert(settings: BertSettings, log: Log = print, progress: bool = True) 
                 if m is not None:  # weights (+ int8 scales) the eet_like model holds
                     rows[-1]["model_bytes"] = m.memory_bytes()
     return {"benchmark": "bert", "machine": dict(machine_info(s.device), dtype=s.dtype), "model": cfg_kw,
-            "quick": s.quick, "rounds": s.rounds,
+            "quick": s.quick, "rounds": s.rounds, "busy_core": hog, "reference_runner": ref_runner,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "rows": rows}
 
 
 def bert_table(data: dict) -> str:
     m, rows = data["machine"], data["rows"]
     seq = rows[0]["seq"] if rows else "?"
+    busy = f", a CPU hog on cpu {data['busy_core']}" if data.get("busy_core") is not None else ""
     lines = [f"BERT {'(quick: 2 layers)' if data['quick'] else 'base'} seq {seq}, {m['device']} {m['dtype']}, "
-             f"threads {m['threads']}: ms per batch, median of {data['rounds']}",
+             f"threads {m['threads']}{busy}: ms per batch, median of {data['rounds']}; eet_like x vs "
+             f"{data.get('reference_runner') or 'eet_like'}",
              f"{'batch':>5}  {'runner':<22} {'ms/batch':>10} {'min ms':>9} {'sent/s':>9} {'eet_like x':>10} "
              f"{'max|diff|':>10}"]
     for r in rows:
@@ -555,14 +618,18 @@ def bert_table(data: dict) -> str:
 
 # ---------------------------------------------------------------- `eet-like bench`
 
-def run(quick: bool = False, json_path: Optional[str] = None, device: str = "cpu") -> int:
+def run(quick: bool = False, json_path: Optional[str] = None, device: str = "cpu",
+        quantize: Optional[str] = None, busy: bool = False) -> int:
     """Both benchmarks with their defaults (tiny shapes with quick=True); prints the tables and,
-    with json_path, saves {"generate": <generate JSON>, "bert": <bert JSON>}."""
+    with json_path, saves {"generate": <generate JSON>, "bert": <bert JSON>}. quantize: the
+    eet_like rows (None: float and int8). busy: with a CPU hog on one core (busy_core())."""
     torch.set_grad_enabled(False)
     if _ctranslate2() is None:
         _stderr(f"note: {CT2_MISSING}")
-    gen = bench_generate(GenerateSettings(device=device, quick=quick), log=lambda m: None)
-    bert = bench_bert(BertSettings(device=device, quick=quick), log=lambda m: None)
+    gen = bench_generate(GenerateSettings(device=device, quick=quick, quantize=quantize, busy_core=busy),
+                         log=lambda m: None)
+    bert = bench_bert(BertSettings(device=device, quick=quick, quantize=quantize, busy_core=busy),
+                      log=lambda m: None)
     print(generate_table(gen))
     print()
     print(bert_table(bert))

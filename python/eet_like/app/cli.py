@@ -192,11 +192,12 @@ def cmd_predict(args):
 
 def cmd_bench(args):
     check_device(args.device, torch.float32 if args.device == "cpu" else torch.float16)
-    return bench.run(quick=args.quick, json_path=args.json, device=args.device)
+    return bench.run(quick=args.quick, json_path=args.json, device=args.device,
+                     quantize=None if args.quantize == "both" else args.quantize, busy=args.busy_core)
 
 
 def cmd_demo(args):
-    return demo.run(quick=args.quick)
+    return demo.run(quick=args.quick, quantize=None if args.quantize == "none" else args.quantize)
 
 
 # ---------------------------------------------------------------- parser
@@ -215,6 +216,8 @@ def build_parser():
 
     d = sub.add_parser("demo", help="offline demo: semantic search + generation speed vs transformers")
     d.add_argument("--quick", action="store_true", help="2-layer generation model, 16 tokens: a fast look")
+    d.add_argument("--quantize", default="none", choices=["none", "int8"],
+                   help="int8: both eet_like models with int8 weights")
     d.set_defaults(func=cmd_demo)
 
     def model_opts(q):
@@ -280,6 +283,10 @@ def build_parser():
     b.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke run")
     b.add_argument("--json", default=None, help="also save the results to this JSON file")
     b.add_argument("--device", default="cpu")
+    b.add_argument("--quantize", default="both", choices=["both"] + bench.QUANTIZE_CHOICES,
+                   help="the eet_like rows: float32 and int8 (both), float32 only (none) or int8 only")
+    b.add_argument("--busy-core", action="store_true",
+                   help="run everything with a CPU hog (a busy loop) on one core: speed on a shared machine")
     b.set_defaults(func=cmd_bench)
 
     serve.add_arguments(sub.add_parser("serve", help="OpenAI-compatible HTTP server with continuous batching "

