@@ -101,3 +101,19 @@ def test_python_m_eet_like_runs():
                          env=dict(os.environ))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "demo" in res.stdout and "serve" in res.stdout
+
+
+@pytest.mark.parametrize("preset,torch_first,expected", [
+    ({}, False, "10000"),                                 # eet_like sets its spin count
+    ({}, True, None),                                     # too late: torch loaded libgomp already
+    ({"GOMP_SPINCOUNT": "300000"}, False, "300000"),      # the user's choice stays
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, False, None),
+])
+def test_openmp_spin_count_set_before_torch(preset, torch_first, expected):
+    """Importing eet_like before torch sets GOMP_SPINCOUNT (a short spin: shared machines, see
+    eet_like/_openmp.py) unless the user chose a wait policy; after torch it changes nothing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(preset)
+    code = ("import torch\n" if torch_first else "") + "import os, eet_like\nprint(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(expected)

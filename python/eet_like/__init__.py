@@ -9,7 +9,8 @@ import importlib
 import json
 import os
 
-import torch  # noqa: F401  (the extension needs torch loaded first)
+from . import _openmp  # noqa: F401  (before torch: OpenMP's spin count, see _openmp.py)
+import torch  # noqa: E402,F401  (the extension needs torch loaded first)
 
 from . import _C  # noqa: F401  (registers torch.ops.eet_like.*)
 from . import _meta  # noqa: F401  (fake kernels for torch.compile / opcheck)

@@ -111,7 +111,9 @@ def machine_info(device: str) -> dict:
     """What a result is only meaningful with: CPU model and cores, threads, versions, commit, date."""
     info = {"python": platform.python_version(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "device": device}
+            "device": device,
+            # OpenMP's wait policy as the process started it (eet_like._openmp).
+            "openmp_wait": {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}}
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
