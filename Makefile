@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: demo test test-latest setup setup-fairseq bench cmake-test constraints test-cuda-emu \
-	test-cuda-emu-sanitize test-cuda-emu-py
+	test-cuda-emu-sanitize test-cuda-emu-py emu-mutants
 setup:
 	VENV=$(VENV) bash scripts/setup_env.sh
 
@@ -63,6 +63,11 @@ test-cuda-emu-py: setup setup-fairseq
 		--upgrade --target $(EMU_SITE) .
 	PYTHONPATH=$(EMU_SITE) $(PY) -c 'import eet_like; assert eet_like.cuda_emulated(), eet_like.__file__'
 	PYTHONPATH=$(EMU_SITE) $(PY) -m pytest tests -m emulated -q -ra --durations=10
+
+# Proves the emulated CUDA test fails when an attention kernel loses a barrier or gets an
+# off-by-one (scripts/emu_mutants.py; ~15 min, not run by CI).
+emu-mutants:
+	python3 scripts/emu_mutants.py
 
 test-cuda-emu-sanitize:
 	cmake -S . -B build/emu-san -DCMAKE_BUILD_TYPE=Release -DEET_WITH_CUDA=OFF -DEET_EMU_SANITIZE=ON
