@@ -10,6 +10,9 @@
 // AVX2 fallback (sign-extended to int16, vpmaddwd). Dot-product form: 4 weight rows x up to 4
 // activation rows per block, the weight rows read once per call and reused from L1 for every
 // row block; made for the few-row GEMMs of decode steps (many rows: at::_int_mm, the torch glue).
+#ifndef EET_INT8_PF
+#define EET_INT8_PF 24576
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
@@ -51,6 +54,11 @@ EET_VNNI_TARGET inline __m128i hsum4x16(__m512i a, __m512i b, __m512i c, __m512i
   return _mm512_castsi512_si128(s);
 }
 
+// How far ahead of its loads (bytes of weight) the VNNI kernel prefetches: a decode step reads
+// each weight once from DRAM, and the hardware prefetcher alone left the kernel latency-bound
+// (GPT-2 small's 48 block GEMVs, 1 row: 9.5 ms without, 3.3 ms with, on the 2-core Xeon).
+constexpr int64_t kPrefetchBytes = EET_INT8_PF;
+
 template <int R, int NB>
 EET_VNNI_TARGET void vnni_block(const uint8_t* xu, int64_t k, const int8_t* w, int32_t* acc_out, int64_t n) {
   const __m512i ones = _mm512_set1_epi8(1);
@@ -64,6 +72,7 @@ EET_VNNI_TARGET void vnni_block(const uint8_t* xu, int64_t k, const int8_t* w, i
     const __mmask64 mask = k - j >= 64 ? ~__mmask64(0) : (__mmask64(1) << (k - j)) - 1;
     __m512i wv[NB];
     for (int b = 0; b < NB; ++b) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + b * k + j + kPrefetchBytes), _MM_HINT_T0);
       wv[b] = _mm512_maskz_loadu_epi8(mask, w + b * k + j);
       cs[b] = _mm512_dpbusd_epi32(cs[b], ones, wv[b]);
     }
@@ -129,8 +138,10 @@ void avx2_block(const int8_t* x, int64_t k, const int8_t* w, int32_t* acc_out, i
   int64_t j = 0;
   for (; j + 16 <= k; j += 16) {
     __m256i wv[NB];
-    for (int b = 0; b < NB; ++b)
+    for (int b = 0; b < NB; ++b) {
+      if ((j & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(w + b * k + j + kPrefetchBytes), _MM_HINT_T0);
       wv[b] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * k + j)));
+    }
     for (int r = 0; r < R; ++r) {
       const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + r * k + j)));
       for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_add_epi32(acc[r][b], _mm256_madd_epi16(xv, wv[b]));
