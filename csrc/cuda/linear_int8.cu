@@ -55,6 +55,7 @@ __device__ __forceinline__ void load16_s8(const int8_t* p, float (&w)[16]) {
     for (int b = 0; b < 4; ++b) w[4 * i + b] = s8_of(words[i], b);
 }
 
+EET_EMU_LAUNCH_BOUNDS(kGemvThreads, linear_int8_kernel)
 template <typename T, int MT, bool VEC>
 __global__ void __launch_bounds__(kGemvThreads)
     linear_int8_kernel(const T* x,             // [m, k]
@@ -156,6 +157,7 @@ cudaError_t run_linear(const T* x, const int8_t* q, const float* scales, const T
 // dequantize_int8: grid-stride over the [n, k] weight, 8 elements at a time when k % 8 == 0
 // (8-byte int8 loads, 16-byte stores) and the pointers allow it.
 
+EET_EMU_LAUNCH_BOUNDS(256, dequantize_int8_kernel)
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(256)
     dequantize_int8_kernel(const int8_t* q,      // [n, k]
@@ -207,6 +209,7 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   return warp_max(v);
 }
 
+EET_EMU_LAUNCH_BOUNDS(256, quantize_int8_kernel)
 template <typename T>
 __global__ void __launch_bounds__(256)
     quantize_int8_kernel(const T* w,       // [n, k]
