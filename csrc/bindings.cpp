@@ -23,15 +23,15 @@ namespace {
 // implementation for the CPU key (the others run their CUDA implementation there).
 #define EET_FOR_EACH_CPU_ONLY_OP(X) \
   X(pack_linear)                    \
-  X(linear_packed)                  \
-  X(quantize_int8)                  \
-  X(linear_int8)
+  X(linear_packed)
 #define EET_FOR_EACH_KERNEL_OP(X) \
   X(layernorm)                    \
   X(add_layernorm)                \
   X(embedding)                    \
   X(ffn)                          \
   X(linear)                       \
+  X(quantize_int8)                \
+  X(linear_int8)                  \
   X(attention)                    \
   X(masked_attention)             \
   X(cross_attention)

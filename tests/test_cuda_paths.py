@@ -13,13 +13,13 @@ transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.skipif(not cuda_ready(), reason="no CUDA device or eet_like built without CUDA kernels")
 
 
-def _model(dtype, max_batch=8):
+def _model(dtype, max_batch=8, quantize=None):
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_layer=3, n_embd=96, n_head=4, vocab_size=211, n_positions=96,
                                   bos_token_id=0, eos_token_id=1)
     hf = transformers.GPT2LMHeadModel(cfg).eval()
     return eet_like.GPT2LMHeadModel.from_pretrained(hf, dtype=dtype, device="cuda", max_batch=max_batch,
-                                                    max_seq_len=96)
+                                                    max_seq_len=96, quantize=quantize)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -48,6 +48,24 @@ def test_cuda_graph_decode_equals_eager(dtype, monkeypatch):
     s1 = m.generate(ids, do_sample=True, top_k=20, seed=7, **kw)
     s2 = m.generate(ids, do_sample=True, top_k=20, seed=7, **kw)
     assert torch.equal(s1, s2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_graph_decode_int8(dtype, monkeypatch):
+    """quantize="int8": linear_int8 makes no host syncs, so the decode step is captured too,
+    and the replayed graph gives the eager tokens (the LM head's logits copied into the
+    static buffer)."""
+    m = _model(dtype, quantize="int8")
+    ids = torch.randint(2, 211, (3, 9), generator=torch.Generator().manual_seed(4)).cuda()
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    kw = dict(attention_mask=mask, max_new_tokens=16, min_new_tokens=16, pad_token_id=0)
+    monkeypatch.setenv("EET_LIKE_CUDA_GRAPHS", "0")
+    eager = m.generate(ids, **kw)
+    monkeypatch.setenv("EET_LIKE_CUDA_GRAPHS", "1")
+    assert torch.equal(m.generate(ids, **kw), eager)
+    assert 3 in m._decode_graphs
+    assert torch.equal(m.generate(ids, **kw), eager)
 
 
 def test_cuda_graphs_env_value_checked(monkeypatch):

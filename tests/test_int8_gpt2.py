@@ -10,6 +10,11 @@ from eet_like.layers import Int8Weight
 
 transformers = pytest.importorskip("transformers")
 
+# In the CUDA emulation build CPU models run the CUDA (weight-only) int8 kernels instead:
+# test_emulated_int8.py.
+pytestmark = pytest.mark.skipif(eet_like.cuda_emulated(), reason="CPU int8 (W8A8) model tests; the CUDA "
+                                "emulation build runs the weight-only CUDA kernels: test_emulated_int8.py")
+
 
 def make_hf(tied=True, seed=0):
     torch.manual_seed(seed)
@@ -89,10 +94,14 @@ def test_int8_bad_options():
     hf = make_hf()
     with pytest.raises(ValueError, match=r"quantize must be one of None, 'int8', got 'int4'"):
         GPT2LMHeadModel.from_pretrained(hf, quantize="int4")
-    # (a CUDA or half-precision model is rejected before any weight is read)
+    # (a half-precision CPU model is rejected before any weight is read; CUDA takes
+    # float32/float16/bfloat16, CPU only float32)
     from eet_like.models.gpt2 import _check_quantize
-    with pytest.raises(ValueError, match="runs on CPU float32 for now"):
-        _check_quantize("int8", torch.float16, "cuda")
+    with pytest.raises(ValueError, match="runs on CPU in float32 only"):
+        _check_quantize("int8", torch.float16, "cpu")
+    with pytest.raises(ValueError, match="needs dtype float32, float16 or bfloat16"):
+        _check_quantize("int8", torch.float64, "cuda")
+    _check_quantize("int8", torch.bfloat16, "cuda")
     m8 = GPT2LMHeadModel.from_pretrained(hf, max_seq_len=64, quantize="int8")
     with pytest.raises(ValueError, match=r"input_ids must be in \[0, 301\)"):
         m8(torch.tensor([[5, 400]]))

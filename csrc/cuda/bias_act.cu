@@ -13,6 +13,7 @@ using detail::from_float;
 using detail::is_aligned16;
 using detail::to_float;
 
+EET_EMU_LAUNCH_BOUNDS(256, bias_act_vec_kernel)
 template <typename T, Act A>
 __global__ void __launch_bounds__(256)
     bias_act_vec_kernel(T* x,                // [rows, cols], cols % 8 == 0
@@ -40,6 +41,7 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+EET_EMU_LAUNCH_BOUNDS(256, bias_act_scalar_kernel)
 template <typename T, Act A>
 __global__ void __launch_bounds__(256)
     bias_act_scalar_kernel(T* x,               // [rows, cols]

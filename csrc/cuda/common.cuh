@@ -15,6 +15,10 @@
 // Every kernel launch: EET_LAUNCH(grid, block, smem, stream, kernel)(args...). With nvcc it
 // is kernel<<<grid, block, smem, stream>>>(args...); the CPU emulation (csrc/cuda_emu,
 // cuda_runtime.h) defines it first and runs the kernel on fibers.
+#ifndef EET_EMU_LAUNCH_BOUNDS
+// The emulator's copy of a kernel's __launch_bounds__ (csrc/cuda_emu/cuda_emu.h); nothing here.
+#define EET_EMU_LAUNCH_BOUNDS(n, name)
+#endif
 #ifndef EET_LAUNCH
 #define EET_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
 #endif
@@ -293,6 +297,7 @@ __device__ __forceinline__ void norm_row_vec(const SumRow<T>& row, const NormOut
 }
 
 // Src::row(r) -> SumRow<T>. 4 warps per block, one row per warp.
+EET_EMU_LAUNCH_BOUNDS(128, norm_rows_warp_kernel)
 template <typename T, int CPT, typename Src>
 __global__ void __launch_bounds__(128)
     norm_rows_warp_kernel(Src src, NormOut<T> o, int64_t rows, int64_t hidden) {
@@ -304,6 +309,7 @@ __global__ void __launch_bounds__(128)
 }
 
 // One row per block; the loop bound is block-uniform, so block_sum's barriers are safe.
+EET_EMU_LAUNCH_BOUNDS(512, norm_rows_block_kernel)
 template <typename T, int CPT, typename Src>
 __global__ void __launch_bounds__(512)
     norm_rows_block_kernel(Src src, NormOut<T> o, int64_t rows, int64_t hidden) {
@@ -316,6 +322,7 @@ __global__ void __launch_bounds__(512)
 // Any hidden, any alignment: three passes re-reading the row from global memory (mean,
 // centered variance, output). Each column is owned by one thread in every pass and the
 // passes are separated by block_sum's barriers, so y or h_out may alias x or residual.
+EET_EMU_LAUNCH_BOUNDS(256, norm_rows_generic_kernel)
 template <typename T, typename Src>
 __global__ void __launch_bounds__(256)
     norm_rows_generic_kernel(Src src, NormOut<T> o, int64_t rows, int64_t hidden) {

@@ -16,6 +16,7 @@ struct Geometry {
   int batch, seq, heads, max_seq;
 };
 
+EET_EMU_LAUNCH_BOUNDS(256, kv_write_kernel)
 template <typename U>
 __global__ void __launch_bounds__(256)
     kv_write_kernel(const U* k,                 // [B, S, H, D] strided

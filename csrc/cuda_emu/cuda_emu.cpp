@@ -166,8 +166,8 @@ std::map<const void*, int>& max_dyn_smem() {
   static std::map<const void*, int> m;
   return m;
 }
-std::map<const void*, int>& launch_bounds_map() {
-  static std::map<const void*, int> m;
+std::map<std::string, int>& launch_bounds_map() {
+  static std::map<std::string, int> m;
   return m;
 }
 std::vector<Arena>& arenas() {
@@ -627,9 +627,19 @@ uint64_t warp_op(WarpKind kind, unsigned mask, uint64_t value, int param, int wi
   return f.result;
 }
 
-int set_launch_bounds(const void* func, int max_threads) {
+// The kernel's name in an EET_LAUNCH expression: "detail::foo_kernel<T, 4>" -> "foo_kernel".
+std::string kernel_base_name(const char* expr) {
+  std::string s(expr);
+  s = s.substr(0, s.find('<'));
+  const size_t colon = s.rfind("::");
+  if (colon != std::string::npos) s = s.substr(colon + 2);
+  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+int set_launch_bounds(const char* kernel_name, int max_threads) {
   std::lock_guard<std::mutex> lock(g_attr_mu);
-  launch_bounds_map()[func] = max_threads;
+  launch_bounds_map()[kernel_base_name(kernel_name)] = max_threads;
   return max_threads;
 }
 
@@ -645,8 +655,8 @@ void launch(const LaunchConfig& cfg, const void* func, void (*invoke)(void*), vo
   int launch_bounds = 0;
   {
     std::lock_guard<std::mutex> alock(g_attr_mu);
-    auto it = launch_bounds_map().find(func);
-    if (func != nullptr && it != launch_bounds_map().end()) launch_bounds = it->second;
+    auto it = launch_bounds_map().find(kernel_base_name(cfg.expr));
+    if (it != launch_bounds_map().end()) launch_bounds = it->second;
   }
   L.invoke = invoke;
   L.args = args;

@@ -349,11 +349,13 @@ void enable_launch_log(bool on);
 size_t take_launch_log(LaunchRecord* out, size_t max);
 
 // Declares a kernel's __launch_bounds__ to the emulator (the attribute itself cannot be read
-// back): EET_EMU_LAUNCH_BOUNDS(128, kernel) next to the kernel, in the same scope.
-int set_launch_bounds(const void* func, int max_threads);
-#define EET_EMU_LAUNCH_BOUNDS(n, ...)                                                    \
-  static const int EET_EMU_CAT(eet_emu_lb_, __LINE__) =                                  \
-      ::eet_emu::set_launch_bounds(reinterpret_cast<const void*>(&__VA_ARGS__), (n))
+// back): EET_EMU_LAUNCH_BOUNDS(128, kernel_name) next to the kernel, by the kernel's name
+// (a template: every instantiation; the name as the launches spell it, without namespaces).
+// nvcc builds define it empty (csrc/cuda/common.cuh); tests/test_cuda_sources.py checks that
+// every __launch_bounds__ kernel of csrc/cuda has its declaration with the same value.
+int set_launch_bounds(const char* kernel_name, int max_threads);
+#define EET_EMU_LAUNCH_BOUNDS(n, name)                                                   \
+  static const int EET_EMU_CAT(eet_emu_lb_, __LINE__) = ::eet_emu::set_launch_bounds(#name, (n));
 #define EET_EMU_CAT2(a, b) a##b
 #define EET_EMU_CAT(a, b) EET_EMU_CAT2(a, b)
 

@@ -1,12 +1,21 @@
-// Torch glue of linear_int8: y = act(x W^T + bias) on CPU float32 x [..., K] with W given as
-// quantize_int8(W) = (qweight int8 [N, K], scales [N]). Each row of x is quantized to int8 with
-// its own symmetric scale (cpu::quantize_int8), the product is exact int32, then
-// cpu::dequant_bias_act. The int32 GEMM: the eet_like VNNI/AVX2 kernel for few rows (decode
-// steps), at::_int_mm (oneDNN) from kIntMmMinRows rows (prompts, BERT batches). Both give the
-// same integers and share the epilogue, so a row's result depends on that row only. CPU only.
+// Torch glue of linear_int8: y = act(x W^T + bias), x [..., K], with W given as
+// quantize_int8(W) = (qweight int8 [N, K], scales [N] float32).
+// CPU (float32 x): each row of x is quantized to int8 with its own symmetric scale
+// (cpu::quantize_int8), the product is exact int32, then cpu::dequant_bias_act (W8A8). The
+// int32 GEMM: the eet_like VNNI/AVX2 kernel for few rows (decode steps), at::_int_mm (oneDNN)
+// from kIntMmMinRows rows (prompts, BERT batches). Both give the same integers and share the
+// epilogue, so a row's result depends on that row only.
+// CUDA (float32/float16/bfloat16 x, bias and y; scales always float32): weight-only (W8A16),
+// x is not quantized. Up to cuda::kLinearInt8MaxRows rows: cuda::linear_int8 (int8 weights
+// dequantized in registers, fused bias + activation); more rows: cuda::dequantize_int8 into a
+// [N, K] buffer of x's dtype (from the caching allocator), then the CUDA GEMM backend (cuBLAS
+// + the bias_act kernel). No host syncs, so decode steps can be captured in CUDA graphs.
 #include "enums.h"
 #include "gemm.h"
 #include "op_impls.h"
+#ifdef WITH_CUDA
+#include "cuda_launch.h"
+#endif
 
 namespace eet {
 
@@ -16,10 +25,11 @@ namespace {
 // up to 16 rows) beats the eet_like VNNI kernel (~0.05 ms at 1 row, +0.016 ms per row).
 constexpr int64_t kIntMmMinRows = 8;
 
-// Returns K; b receives the bias (contiguous) or stays undefined.
-int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
+// The checks both devices share: x [..., K] float contiguous (returns K), qweight int8 [N, K]
+// contiguous on x's device, bias [N] like x (b receives it contiguous, or stays undefined).
+// scales is device-specific (the callers check it).
+int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight,
                                const c10::optional<at::Tensor>& bias, at::Tensor& b) {
-  TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_int8 is a CPU GEMM, got ", x.device());
   const int64_t K = check_gemm_input(x);
   TORCH_CHECK_TYPE(qweight.scalar_type() == at::kChar, "qweight must be int8 (from quantize_int8), got ",
                    qweight.scalar_type());
@@ -29,11 +39,7 @@ int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight, c
                     shape_str(qweight));
   TORCH_CHECK_VALUE(qweight.size(0) > 0, "qweight must be non-empty, got ", shape_str(qweight));
   check_contiguous(qweight, "qweight");
-  TORCH_CHECK_VALUE(K <= cpu::kInt8MaxK, "x.size(-1) must be <= ", cpu::kInt8MaxK,
-                    " (int32 accumulation of the int8 products), got ", K);
   const int64_t N = qweight.size(0);
-  check_like(scales, "scales", x, "x");
-  check_shape(scales, "scales", {N}, "[N] (from quantize_int8)");
   if (bias.has_value()) {
     check_like(*bias, "bias", x, "x");
     check_shape(*bias, "bias", {N}, "[N]");
@@ -47,9 +53,14 @@ int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight, c
 at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
                            const c10::optional<at::Tensor>& bias, c10::string_view activation) {
   const Act act = to_act(activation);
+  TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_int8 is a CPU GEMM, got ", x.device());
   at::Tensor b;
-  const int64_t K = check_linear_int8_args(x, qweight, scales, bias, b);
+  const int64_t K = check_linear_int8_args(x, qweight, bias, b);
+  TORCH_CHECK_VALUE(K <= cpu::kInt8MaxK, "x.size(-1) must be <= ", cpu::kInt8MaxK,
+                    " (int32 accumulation of the int8 products), got ", K);
   const int64_t M = x.numel() / K, N = qweight.size(0);
+  check_like(scales, "scales", x, "x");
+  check_shape(scales, "scales", {N}, "[N] (from quantize_int8)");
   const at::Tensor sw = scales.contiguous();
   at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
   at::Tensor sx = at::empty({M}, x.options());
@@ -72,10 +83,34 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
 #ifdef WITH_CUDA
 at::Tensor linear_int8_cuda(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
                             const c10::optional<at::Tensor>& bias, c10::string_view activation) {
-  to_act(activation);
+  const Act act = to_act(activation);
+  TORCH_CHECK_VALUE(on_kernel_device(x), "x must be on the CUDA device of linear_int8's CUDA kernels, got ",
+                    x.device());
   at::Tensor b;
-  check_linear_int8_args(x, qweight, scales, bias, b);
-  cpu_only_op("linear_int8");
+  const int64_t K = check_linear_int8_args(x, qweight, bias, b);
+  const int64_t M = x.numel() / K, N = qweight.size(0);
+  // The CUDA kernels read float32 scales whatever x's dtype (quantize_int8 makes them so).
+  check_device(scales, "scales", x, "x");
+  TORCH_CHECK_TYPE(scales.scalar_type() == at::kFloat,
+                   "scales must be float32 (from quantize_int8) whatever x's dtype, got ", scales.scalar_type());
+  check_shape(scales, "scales", {N}, "[N] (from quantize_int8)");
+  const at::Tensor sw = scales.contiguous();
+  const DeviceGuard guard(x.device());
+  const DType dt = to_dtype(x);
+  if (M <= cuda::kLinearInt8MaxRows) {
+    at::Tensor y = at::empty(with_last_dim(x, N), x.options());
+    EET_CHECK_LAUNCH(cuda::linear_int8(dt, x.data_ptr(), qweight.data_ptr<int8_t>(), sw.data_ptr<float>(),
+                                       b.defined() ? b.data_ptr() : nullptr, act, y.data_ptr(), M, N, K,
+                                       current_stream()),
+                     "linear_int8");
+    return y;
+  }
+  // Prompt path: the weight in x's dtype for this call only, then the GEMM of linear.
+  at::Tensor w = at::empty({N, K}, x.options());
+  EET_CHECK_LAUNCH(cuda::dequantize_int8(dt, qweight.data_ptr<int8_t>(), sw.data_ptr<float>(), w.data_ptr(),
+                                         N, K, current_stream()),
+                   "linear_int8 (dequantize_int8)");
+  return kCudaGemm.gemm_bias_act(x.view({M, K}), w, b, act).view(with_last_dim(x, N));
 }
 #endif
 

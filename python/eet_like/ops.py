@@ -136,20 +136,32 @@ def linear_packed(x: torch.Tensor, packed: torch.Tensor, out_features: int,
 
 def quantize_int8(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 of an [N, K] nn.Linear weight (CPU float32, or CUDA float32/16/bf16), one
-    scale per output row: scales [N] = max|w[n, :]| / 127 (float32), q [N, K] = round(w / scale)
-    (half to even) clamped to [-127, 127] (int8); an all-zero row gets scale 0.
-    W ~ q * scales[:, None]. linear_int8 quantizes each row of its input the same way."""
+    scale per output row: scales [N] = max|w[n, :]| / 127 (float32, whatever the weight's dtype),
+    q [N, K] = round(w / scale) (half to even) clamped to [-127, 127] (int8); an all-zero row
+    gets scale 0. W ~ q * scales[:, None]. Computed in float32 on both devices: the CUDA kernel
+    gives the CPU op's bits for float32 weights. linear_int8 on CPU quantizes each row of its
+    input the same way."""
     return _ops.quantize_int8(_tensor(weight, "weight"))
 
 
 def linear_int8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                 bias: Optional[torch.Tensor] = None, activation: str = "identity") -> torch.Tensor:
-    """act(x @ W.T + bias) with int8 weights and int8 activations, on CPU: x [..., K] float32
-    contiguous, (qweight int8 [N, K], scales [N]) = quantize_int8(W), bias [N]. Each row of x
-    gets its own scale, sx = max|x_row| / 127, xq = round(x / sx) clamped to [-127, 127]; the
-    products are summed exactly in int32, and y = act(acc * (sx * scales) + bias) in float32.
-    The int32 sum is exact whatever kernel computes it (AVX-512 VNNI or AVX2 for few rows,
-    oneDNN's at::_int_mm for many), so a row's result never depends on the other rows."""
+    """act(x @ W.T + bias) with int8 weights: x [..., K] contiguous, (qweight int8 [N, K],
+    scales [N] float32) = quantize_int8(W), bias [N] of x's dtype. Returns [..., N] in x's dtype.
+
+    CPU (x float32): int8 weights and int8 activations (W8A8). Each row of x gets its own scale,
+    sx = max|x_row| / 127, xq = round(x / sx) clamped to [-127, 127]; the products are summed
+    exactly in int32, and y = act(acc * (sx * scales) + bias) in float32
+    (reference.linear_int8). The int32 sum is exact whatever kernel computes it (AVX-512 VNNI or
+    AVX2 for few rows, oneDNN's at::_int_mm for many), so a row's result never depends on the
+    other rows.
+
+    CUDA (x float32, float16 or bfloat16; scales float32 whatever x's dtype): weight-only
+    (W8A16), x is not quantized: y = act(scales * (x @ q.T) + bias) with float32 accumulation
+    (reference.linear_int8_weight_only). Up to 16 rows (decode steps) a GEMV kernel reads the
+    int8 weight and dequantizes it in registers; more rows dequantize the weight into a
+    temporary [N, K] buffer of x's dtype and run cuBLAS. No host syncs (CUDA-graph safe). The
+    CUDA emulation build runs this path for CPU tensors."""
     _tensor(x, "x")
     _tensor(qweight, "qweight")
     _tensor(scales, "scales")

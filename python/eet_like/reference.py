@@ -144,6 +144,17 @@ def linear_int8(x, qweight, scales, bias=None, activation="identity"):
     return _ACTS[activation](y).view(*x.shape[:-1], qweight.shape[0])
 
 
+def linear_int8_weight_only(x, qweight, scales, bias=None, activation="identity"):
+    """The CUDA linear_int8 (W8A16): x is not quantized; act(x @ (q * scales).T + bias) in
+    float32 (x and bias converted from their dtype), returned in x's dtype."""
+    k = x.shape[-1]
+    w = qweight.float() * scales.float()[:, None]
+    y = x.reshape(-1, k).float() @ w.T
+    if bias is not None:
+        y = y + bias.float()
+    return _ACTS[activation](y).view(*x.shape[:-1], qweight.shape[0]).to(x.dtype)
+
+
 def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):
     h = _ACTS[activation](F.linear(x, w1, b1))
     out = F.linear(h, w2, b2)

@@ -103,11 +103,17 @@ QUANTIZE_MODES = (None, "int8")
 
 
 def check_quantize(quantize, dtype, device) -> None:
-    """quantize: None or "int8" (int8 weights and per-token int8 activations, CPU float32 models for now)."""
+    """quantize: None or "int8". int8 runs on CPU float32 (int8 weights and per-token int8
+    activations) and wherever the CUDA kernels run (CUDA, or CPU in the CUDA emulation build) in
+    float32/float16/bfloat16 (int8 weights only, activations stay in the model's dtype)."""
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE_MODES))}, got {quantize!r}")
     if quantize is not None:
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        if dev.type != "cpu" or dtype != torch.float32:
-            raise ValueError(f"quantize={quantize!r} runs on CPU float32 for now (the CUDA int8 kernels are not "
-                             f"written yet), got device={dev.type}, dtype={dtype}")
+        if runs_cuda_kernels(dev):
+            if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+                raise ValueError(f"quantize={quantize!r} on {dev.type} needs dtype float32, float16 or bfloat16, "
+                                 f"got {dtype}")
+        elif dev.type != "cpu" or dtype != torch.float32:
+            raise ValueError(f"quantize={quantize!r} runs on CPU in float32 only (or on CUDA in float32, float16, "
+                             f"bfloat16), got device={dev.type}, dtype={dtype}")

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eet/ops_cuda.h"
@@ -344,6 +345,116 @@ void test_bias_act(int64_t rows, int64_t cols, Act act, int variant, Rng& rng) {
 }
 
 // ---------------------------------------------------------------------------------------
+// int8 weights: linear_int8 (weight-only GEMV, m <= kLinearInt8MaxRows), dequantize_int8 and
+// quantize_int8 (exact: the CPU kernel's formula).
+
+template <typename T>
+void upload(Buf<T>& b, const std::vector<float>& v) {
+  std::vector<T> t(b.n);
+  for (size_t i = 0; i < b.n; ++i) {
+    t[i] = from_f<T>(i < v.size() ? v[i] : 0.f);
+    b.h[i] = to_f(t[i]);
+  }
+  CK(cudaMemcpy(b.d, t.data(), b.n * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+std::vector<int8_t> random_q(size_t count, Rng& rng) {
+  std::vector<int8_t> q(count);
+  for (auto& v : q) v = static_cast<int8_t>(rng.range(-127, 127));
+  return q;
+}
+
+// misalign: 1 = x one element off 16-byte alignment, 2 = q one byte off (the scalar path).
+template <typename T>
+void test_linear_int8(int64_t m, int64_t n, int64_t k, Act act, bool use_bias, int misalign, Rng& rng) {
+  const int64_t xoff = misalign == 1 ? 1 : 0, qoff = misalign == 2 ? 1 : 0;
+  Buf<T> x(m * k + 1), bias(n), y(m * n);
+  Buf<float> scales(n);
+  x.random(rng, -1.f, 1.f);
+  bias.random(rng, -1.f, 1.f);
+  scales.random(rng, 0.002f, 0.01f);
+  const std::vector<int8_t> qh = random_q(n * k + 1, rng);
+  IdxBuf<int8_t> q(qh);
+  y.poison();
+  std::vector<double> ref(m * n);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < n; ++c) {
+      double acc = 0.0;
+      for (int64_t j = 0; j < k; ++j) acc += static_cast<double>(x.h[xoff + r * k + j]) * qh[qoff + c * k + j];
+      double v = acc * scales.h[c] + (use_bias ? bias.h[c] : 0.0);
+      ref[r * n + c] = act_ref(act, v);
+    }
+  const cudaError_t st = eet::cuda::linear_int8(TypeInfo<T>::dt, x.d + xoff, q.d + qoff, scales.d,
+                                                use_bias ? bias.d : nullptr, act, y.d, m, n, k, nullptr);
+  CK(cudaDeviceSynchronize());
+  const std::string name = fmt("linear_int8 %s m=%lld n=%lld k=%lld act=%d bias=%d misalign=%d",
+                               TypeInfo<T>::name, static_cast<long long>(m), static_cast<long long>(n),
+                               static_cast<long long>(k), static_cast<int>(act), use_bias ? 1 : 0, misalign);
+  report_status(name, st);
+  report(name, y.download(), ref, TypeInfo<T>::atol, TypeInfo<T>::rtol);
+}
+
+template <typename T>
+void test_dequantize_int8(int64_t n, int64_t k, bool misalign, Rng& rng) {
+  const int64_t off = misalign ? 1 : 0;
+  Buf<T> w(n * k + 1);
+  Buf<float> scales(n);
+  scales.random(rng, 0.001f, 0.1f);
+  const std::vector<int8_t> qh = random_q(n * k + 1, rng);
+  IdxBuf<int8_t> q(qh);
+  w.poison();
+  std::vector<double> ref(n * k + 1, kNaN);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      ref[off + r * k + c] = to_f(from_f<T>(static_cast<float>(qh[off + r * k + c]) * scales.h[r]));
+  const cudaError_t st = eet::cuda::dequantize_int8(TypeInfo<T>::dt, q.d + off, scales.d, w.d + off, n, k, nullptr);
+  CK(cudaDeviceSynchronize());
+  const std::string name = fmt("dequantize_int8 %s n=%lld k=%lld misalign=%d", TypeInfo<T>::name,
+                               static_cast<long long>(n), static_cast<long long>(k), misalign ? 1 : 0);
+  report_status(name, st);
+  report(name, w.download(), ref, 0.0, 0.0);
+}
+
+// Row n / 2 is all zero (scale 0, q 0); the others span very different ranges.
+template <typename T>
+void test_quantize_int8(int64_t n, int64_t k, Rng& rng) {
+  Buf<T> w(n * k);
+  std::vector<float> v(n * k);
+  for (int64_t r = 0; r < n; ++r) {
+    const float range = r == n / 2 ? 0.f : rng.uni(0.01f, 5.f);
+    for (int64_t c = 0; c < k; ++c) v[r * k + c] = range * rng.uni(-1.f, 1.f);
+  }
+  upload(w, v);
+  Buf<float> scales(n);
+  scales.poison();
+  int8_t* q = nullptr;
+  CK(cudaMalloc(&q, n * k));
+  CK(cudaMemset(q, 0x55, n * k));
+  const cudaError_t st = eet::cuda::quantize_int8(TypeInfo<T>::dt, w.d, n, k, q, scales.d, nullptr);
+  CK(cudaDeviceSynchronize());
+  std::vector<int8_t> qg(n * k);
+  CK(cudaMemcpy(qg.data(), q, n * k, cudaMemcpyDeviceToHost));
+  cudaFree(q);
+  std::vector<double> sref(n), qref(n * k);
+  std::vector<float> qgot(n * k);
+  for (int64_t r = 0; r < n; ++r) {
+    float amax = 0.f;
+    for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(w.h[r * k + c]));
+    const float s = amax / 127.f;
+    sref[r] = s;
+    for (int64_t c = 0; c < k; ++c) {
+      qref[r * k + c] = s > 0.f ? std::nearbyint(std::min(127.f, std::max(-127.f, w.h[r * k + c] / s))) : 0.0;
+      qgot[r * k + c] = qg[r * k + c];
+    }
+  }
+  const std::string name = fmt("quantize_int8 %s n=%lld k=%lld", TypeInfo<T>::name,
+                               static_cast<long long>(n), static_cast<long long>(k));
+  report_status(name, st);
+  report(name + " scales", scales.download(), sref, 0.0, 0.0);
+  report(name + " q", qgot, qref, 0.0, 0.0);
+}
+
+// ---------------------------------------------------------------------------------------
 // kv_cache_write: exact copies; everything not written must keep its poison bytes.
 
 template <typename T>
@@ -668,6 +779,16 @@ void run_all(Rng& rng) {
       test_kv_cache<T>(2, S, 3, D, 16, false, 0, rng);
     }
   test_kv_cache<T>(5, 5, 2, 64, 16, true, 1, rng);
+  for (int64_t m : {1, 2, 3, 5, 8, 16})
+    for (const auto& nk : {std::pair<int64_t, int64_t>{7, 64}, {33, 769}, {64, 48}, {5, 16}, {3, 1}})
+      for (Act a : {Act::kIdentity, Act::kRelu, Act::kGeluErf, Act::kGeluTanh})
+        test_linear_int8<T>(m, nk.first, nk.second, a, a != Act::kRelu, 0, rng);
+  for (int misalign = 1; misalign <= 2; ++misalign)
+    for (int64_t m : {1, 4, 16}) test_linear_int8<T>(m, 9, 96, Act::kGeluTanh, true, misalign, rng);
+  for (const auto& nk : {std::pair<int64_t, int64_t>{7, 64}, {33, 769}, {4, 8}, {3, 1}})
+    for (bool mis : {false, true}) test_dequantize_int8<T>(nk.first, nk.second, mis, rng);
+  for (const auto& nk : {std::pair<int64_t, int64_t>{7, 64}, {33, 769}, {5, 1000}, {3, 1}})
+    test_quantize_int8<T>(nk.first, nk.second, rng);
   for (const AttnCase& c : attention_cases()) test_attention<T>(c, rng);
 }
 
@@ -692,6 +813,18 @@ int main() {
     if (st != cudaErrorInvalidValue) {
       ++g_failures;
       std::printf("FAIL bad dtype not rejected\n");
+    }
+  }
+  // linear_int8 is for few rows only: more rows are the prompt path, refused here.
+  {
+    ++g_cases;
+    Buf<float> x(17 * 16), y(17 * 4), s(4);
+    IdxBuf<int8_t> q(std::vector<int8_t>(4 * 16, 1));
+    const cudaError_t st = eet::cuda::linear_int8(DType::kFloat32, x.d, q.d, s.d, nullptr, Act::kIdentity,
+                                                  y.d, eet::cuda::kLinearInt8MaxRows + 1, 4, 16, nullptr);
+    if (st != cudaErrorInvalidValue) {
+      ++g_failures;
+      std::printf("FAIL linear_int8 with m > kLinearInt8MaxRows not rejected\n");
     }
   }
   std::printf("%d/%d cases passed\n", g_cases - g_failures, g_cases);

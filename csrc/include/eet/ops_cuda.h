@@ -31,5 +31,21 @@ cudaError_t attention(DType dt, const AttnParams& p, cudaStream_t stream);
 
 cudaError_t kv_cache_write(DType dt, const CacheWriteParams& p, cudaStream_t stream);
 
+// int8 weights (linear_int8.cu). q [n, k] int8 and scales [n] float32 (whatever dt is) are
+// cpu::quantize_int8's format; dt is the dtype of w, x, bias and y.
+// quantize_int8: w [n, k] -> q, scales; the CPU kernel's formula, bit-identical for fp32 w.
+// dequantize_int8: w[r, c] = q[r, c] * scales[r] (in fp32, then rounded to dt), w [n, k].
+// linear_int8: weight-only (W8A16) y[m, n] = act(scales[n] * (x[m, :] . q[n, :]) + bias[n])
+// for 1 <= m <= kLinearInt8MaxRows (cudaErrorInvalidValue above: larger m is the prompt path,
+// dequantize_int8 + a GEMM), x [m, k], bias [n] or null, y [m, n]; fp32 accumulation.
+constexpr int64_t kLinearInt8MaxRows = 16;
+cudaError_t quantize_int8(DType dt, const void* w, int64_t n, int64_t k, int8_t* q, float* scales,
+                          cudaStream_t stream);
+cudaError_t dequantize_int8(DType dt, const int8_t* q, const float* scales, void* w, int64_t n,
+                            int64_t k, cudaStream_t stream);
+cudaError_t linear_int8(DType dt, const void* x, const int8_t* q, const float* scales,
+                        const void* bias, Act act, void* y, int64_t m, int64_t n, int64_t k,
+                        cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace eet

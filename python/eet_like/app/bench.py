@@ -46,7 +46,7 @@ BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_at
 BERT_QUICK = dict(BERT_BASE, num_hidden_layers=2)
 
 GPT2_CPU_ENGINES = ["eet_like", "eet_like-int8", "transformers", "ct2-float32", "ct2-int8"]
-GPT2_CUDA_ENGINES = ["eet_like", "hf-eager", "hf-sdpa", "hf-static-compile"]
+GPT2_CUDA_ENGINES = ["eet_like", "eet_like-int8", "hf-eager", "hf-sdpa", "hf-static-compile"]
 CT2_MISSING = "CTranslate2 is not installed (pip install ctranslate2): its rows are left out"
 QUANTIZE_CHOICES = ["none", "int8"]
 
@@ -234,15 +234,16 @@ def copy_bandwidth(device: str = "cuda", nbytes: int = 2 << 30) -> float:
     return nbytes / statistics.median(times)
 
 
-def decode_step_bytes(shape: str, batch: int, context: float, elem_bytes: int) -> float:
+def decode_step_bytes(shape: str, batch: int, context: float, elem_bytes: int, weight_bytes: float = None) -> float:
     """The fewest bytes one greedy decode step must read: every weight once (the tied embedding
-    matrix once, as the LM head) plus each row's K and V cache over `context` positions."""
+    matrix once, as the LM head) plus each row's K and V cache over `context` positions.
+    weight_bytes: bytes per weight when not elem_bytes (int8: 1; scales and biases ignored)."""
     c = GPT2_SHAPES[shape]
     h, layers = c["n_embd"], c["n_layer"]
     per_layer = 12 * h * h + 13 * h          # qkv, proj, fc, fc-proj weights + biases, 2 layernorms
     weights = layers * per_layer + c["vocab_size"] * h + 2 * h
     kv = layers * 2 * batch * context * h
-    return (weights + kv) * elem_bytes
+    return weights * (elem_bytes if weight_bytes is None else weight_bytes) + kv * elem_bytes
 
 
 def _interleaved_best(fns: Dict[str, Callable], repeats: int, bar):
@@ -315,6 +316,13 @@ def _gpt2_cuda_engines(s: GenerateSettings, shape: str):
         eet = GPT2LMHeadModel.from_pretrained(hf_cpu, dtype=dtype, device="cuda", max_batch=max(s.batch),
                                               max_seq_len=s.prompt + s.new)
         fns["eet_like"] = lambda ids: eet.generate(ids, max_new_tokens=s.new, min_new_tokens=s.new)[:, s.prompt:]
+        fns["eet_like"].model = eet
+    if "eet_like-int8" in s.engines:  # weight-only int8 on CUDA
+        eet8 = GPT2LMHeadModel.from_pretrained(hf_cpu, dtype=dtype, device="cuda", max_batch=max(s.batch),
+                                               max_seq_len=s.prompt + s.new, quantize="int8")
+        fns["eet_like-int8"] = lambda ids: eet8.generate(ids, max_new_tokens=s.new,
+                                                         min_new_tokens=s.new)[:, s.prompt:]
+        fns["eet_like-int8"].model = eet8
     for eng in ("hf-eager", "hf-sdpa", "hf-static-compile"):
         if eng not in s.engines:
             continue
@@ -400,7 +408,8 @@ def _bench_generate_model(s, shape, gpu, bw, elem_bytes, load_start, results, lo
                 if m is not None:  # weights + scales + packed copies the eet_like model holds
                     r["model_bytes"] = m.memory_bytes()
                 if bw is not None:
-                    r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem_bytes)
+                    r["decode_step_bytes"] = decode_step_bytes(shape, b, s.prompt + s.new / 2, elem_bytes,
+                                                               1 if eng == "eet_like-int8" else None)
                     r["roofline_tokens_per_s"] = b * bw / r["decode_step_bytes"]
                     r["roofline_fraction"] = r["tokens_per_s"] / r["roofline_tokens_per_s"]
                 results.append(r)
@@ -521,7 +530,7 @@ def _bert_runners(s: BertSettings, cfg_kw: dict, workdir: str, log: Log):
         eet = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device)
         out["eet_like"] = lambda ids, mask, types: eet(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
         out["eet_like"].model = eet   # for the bytes of weights it holds
-    if "eet_like-int8" in keep and not s.device.startswith("cuda"):
+    if "eet_like-int8" in keep:  # CPU: W8A8; CUDA: weight-only int8
         eet8 = BertModel.from_pretrained(hf["sdpa"], dtype=dtype, device=s.device, quantize="int8")
         out["eet_like-int8"] = (lambda ids, mask, types:
                                 eet8(ids, attention_mask=mask, token_type_ids=types).last_hidden_state)

@@ -225,7 +225,7 @@ def build_parser():
         q.add_argument("--dtype", default="float32", help="float32 (CPU/GPU), float16, bfloat16 (GPU)")
         q.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
         q.add_argument("--quantize", default="none", choices=["none", "int8"],
-                       help="int8: int8 weights and per-token int8 activations (CPU float32 models for now)")
+                       help="int8: int8 weights (CPU float32: also per-token int8 activations; CUDA: weight-only)")
 
     def sampling_opts(q):
         q.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")

@@ -265,7 +265,8 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         preallocate one KV cache [max_batch, H, max_seq_len, D] per layer, reused by every
         decode (static buffers; one live incremental_state at a time); without them each
         decode allocates its own cache, grown as needed. quantize="int8": int8 GEMMs
-        for every linear weight (CPU float32; the word-embedding lookup stays float).
+        for every linear weight (CPU float32, CUDA float32/float16/bfloat16; the word-embedding
+        lookup stays float).
         Unsupported options raise ValueError naming the option."""
         return cls(decoder, dtype=dtype, device=device, max_batch=max_batch, max_seq_len=max_seq_len,
                    quantize=quantize)

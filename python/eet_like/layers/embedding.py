@@ -48,7 +48,7 @@ class Embedding(nn.Module):
             check_ids_in_range(position_ids, self.position.shape[0], "position_ids")
             if token_type_ids is not None:
                 check_ids_in_range(token_type_ids, self.token_type.shape[0], "token_type_ids")
-        x = self.word.rows(input_ids) + self.position[position_ids]
+        x = self.word.rows(input_ids, self.position.dtype) + self.position[position_ids]
         if token_type_ids is not None:
             x = x + self.token_type[token_type_ids]
         if self.ln_weight is not None:

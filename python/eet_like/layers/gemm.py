@@ -2,8 +2,9 @@
 (oneDNN with fused bias/activation, or torch.mm + the eet_like bias_act epilogue) is chosen
 inside the ops (eet_like.ops.cpu_gemm(), EET_LIKE_CPU_GEMM); PackedDecodeGemm runs the
 few-row GEMMs of CPU decode steps on prepacked weights. A weight may also be an Int8Weight
-(quantize="int8"): every entry point then runs ops.linear_int8 (int8 weights and per-row int8
-activations, exact int32 sums), whose kernel is chosen inside by the row count."""
+(quantize="int8"): every entry point then runs ops.linear_int8, whose kernel is chosen inside by
+the device and the row count (CPU float32: int8 weights and per-row int8 activations, exact int32
+sums; CUDA, and CPU in the emulation build: int8 weights only, activations in x's dtype)."""
 import os
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ _ops = torch.ops.eet_like
 class Int8Weight:
     """An int8 [out_features, in_features] nn.Linear weight in place of the float one: q and the
     per-row scales of ops.quantize_int8 (W ~ q * scales[:, None]), the one copy every GEMM path
-    reads (ops.linear_int8). The float weight is not kept."""
+    reads (ops.linear_int8). The float weight is not kept. The scales are float32 whatever the
+    model's dtype (what the CUDA kernels read)."""
     q: torch.Tensor        # [N, K] int8
     scales: torch.Tensor   # [N] float32
 
@@ -31,10 +33,10 @@ class Int8Weight:
     def shape(self) -> tuple:
         return tuple(self.q.shape)
 
-    def rows(self, index: torch.Tensor) -> torch.Tensor:
-        """Dequantized rows W[index] ([*index.shape, K] float32): the embedding lookup of a
-        quantized word-embedding matrix."""
-        return self.q[index].float() * self.scales[index].unsqueeze(-1)
+    def rows(self, index: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """Dequantized rows W[index] ([*index.shape, K], computed in float32, returned in
+        `dtype`): the embedding lookup of a quantized word-embedding matrix."""
+        return (self.q[index].float() * self.scales[index].unsqueeze(-1)).to(dtype)
 
     def nbytes(self) -> int:
         return self.q.numel() * self.q.element_size() + self.scales.numel() * 4

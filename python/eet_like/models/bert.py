@@ -120,7 +120,7 @@ class BertModel(nn.Module):
         to the model's own dtype for in-memory models; device defaults to the model's device
         (cpu for directories). add_pooling_layer: None = use the pooler if its weights are
         there; True requires them; False drops them. quantize="int8": int8 GEMMs (see
-        quantize_), CPU float32."""
+        quantize_), CPU float32 or CUDA float32/float16/bfloat16."""
         in_memory = not isinstance(path_or_hf_model, (str, os.PathLike))
         cfg, state = load_config_and_state_dict(path_or_hf_model)
         config = BertConfig.from_dict(cfg)
@@ -150,7 +150,7 @@ class BertModel(nn.Module):
         """int8 in place (None: no change): every linear weight of the blocks and the
         word-embedding matrix become Int8Weights (one symmetric scale per output row; every GEMM
         runs ops.linear_int8); the word rows are dequantized at lookup. The pooler, the position/type tables, biases and
-        layernorms stay float32 (a few MB)."""
+        layernorms stay in the model's dtype (a few MB)."""
         check_quantize(quantize, self.dtype, self.device)
         if quantize is None or self.quantization == quantize:
             return self

@@ -20,7 +20,7 @@ from ..generation import decode as _decode
 from ..generation import DecodeState, KVCache
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
 from ..layers import Gemm, PackedDecodeGemm
-from ..layers.gemm import quantize_int8_, weight_bytes
+from ..layers.gemm import Int8Weight, quantize_int8_, weight_bytes
 from ..outputs import CausalLMOutput
 from ..validation import (check_device_dtype, check_ids_in_range, check_positive_int, check_quantize, check_row,
                           check_token_ids, runs_cuda_kernels)
@@ -94,7 +94,7 @@ class GPT2LMHeadModel(nn.Module):
         optional generation_config.json) or an in-memory transformers GPT2LMHeadModel/GPT2Model.
         max_batch/max_seq_len size the preallocated KV cache (rows include beams and
         num_return_sequences); generate() requests beyond them raise ValueError.
-        quantize="int8": int8 GEMMs (see quantize_), CPU float32 for now."""
+        quantize="int8": int8 GEMMs (see quantize_): CPU float32, CUDA float32/float16/bfloat16."""
         if kwargs:
             raise ValueError(f"GPT2LMHeadModel.from_pretrained got unknown arguments: {sorted(kwargs)}")
         check_device_dtype(dtype, device)
@@ -119,7 +119,8 @@ class GPT2LMHeadModel(nn.Module):
     def quantize_(self, quantize: Optional[str] = "int8") -> "GPT2LMHeadModel":
         """int8 in place (None: no change). Every linear weight of the blocks and the LM head
         becomes an Int8Weight (one symmetric scale per output row; every pass runs
-        ops.linear_int8, activations quantized per token); the float weights are dropped. The tied word-embedding matrix is stored
+        ops.linear_int8: on CPU float32 activations quantized per token, on CUDA int8 weights
+        only); the float weights are dropped. The tied word-embedding matrix is stored
         once, in int8, and its rows are dequantized at lookup (a few rows per step), so the
         model holds about a quarter of its float32 bytes (memory_bytes())."""
         check_quantize(quantize, self.dtype, self.device)
@@ -242,7 +243,11 @@ class GPT2LMHeadModel(nn.Module):
         if not runs_cuda_kernels(hidden.device):
             return self.transformer.decode_gemm.linear(hidden, self.lm_weight, None)
         logits = self.state.logits[:hidden.shape[0]]
-        torch.mm(hidden, self.lm_weight.t(), out=logits)
+        w = self.lm_weight
+        if isinstance(w, Int8Weight):
+            logits.copy_(w.linear(hidden, None))  # ops.linear_int8 has no out=; one [n, V] copy
+        else:
+            torch.mm(hidden, w.t(), out=logits)
         return logits
 
     # -- rows at their own positions (continuous batching: eet_like.server) --------------------
