@@ -153,6 +153,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "The activation names every op accepts (eet/activations.h), in order");
   m.attr("PANEL_WIDTH") = eet::kPanelWidth;
+  m.def("packed_gemm_isa", &eet::cpu::gemm_packed_isa,
+        "The instruction set of the float32 packed GEMM (decode steps) on this CPU: 'avx512' or 'avx2' "
+        "(bit-identical results; EET_LIKE_NO_AVX512=1 forces 'avx2')");
   m.def("int8_gemm_isa", &eet::cpu::gemm_s8s8_isa,
         "The instruction set of the few-row int8 GEMM of linear_int8 on this CPU: 'avx512_vnni' or 'avx2'");
 }

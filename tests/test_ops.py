@@ -1,6 +1,10 @@
 """Every eet_like op against its plain-torch reference (eet_like.reference), over odd shapes,
 dtypes, devices and seeds; data movement (cache writes) must match exactly; opcheck on each
 registered op. Bad-input tests live in test_ops_errors.py."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -212,10 +216,11 @@ def test_linear_cpu_gemm_backends(cpu_gemm, activation):
 # ---------------------------------------------------------------- packed linear (CPU)
 
 @pytest.mark.parametrize("activation", ["identity", "gelu", "gelu_new", "relu"])
-@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 13, 300])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 13, 25, 300])
 @pytest.mark.parametrize("n,k", [(48, 64), (1001, 769), (7, 5)])
 def test_linear_packed(activation, rows, n, k):
-    """Every row block (6/4/3/2/1), column tails (n % 16), odd K, row chunks (300 rows)."""
+    """Every row block (AVX2 6/4/3/2/1, AVX-512 12/8/4/3/2/1), column tails (n % 16), a lone
+    last panel (48 = 3 panels), odd K, row chunks (300 rows)."""
     g = torch.Generator().manual_seed(rows * 1000 + n)
     x, w, b = rand(rows, k, gen=g), rand(n, k, gen=g, scale=k ** -0.5), rand(n, gen=g)
     packed = ops.pack_linear(w)
@@ -223,6 +228,46 @@ def test_linear_packed(activation, rows, n, k):
     torch.testing.assert_close(ops.linear_packed(x, packed, n, b, activation), R.linear(x, w, b, activation),
                                atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(ops.linear_packed(x, packed, n), R.linear(x, w), atol=2e-5, rtol=1e-5)
+
+
+def _packed_outputs():
+    """linear_packed over shapes that visit every row block and column tail, each activation."""
+    g = torch.Generator().manual_seed(11)
+    out = []
+    for rows, n, k in [(1, 1001, 769), (7, 48, 64), (13, 1001, 769), (25, 33, 40), (64, 2304, 768)]:
+        x, w, b = rand(rows, k, gen=g), rand(n, k, gen=g, scale=k ** -0.5), rand(n, gen=g)
+        packed = ops.pack_linear(w)
+        for act in ("identity", "gelu", "gelu_new", "relu"):
+            out.append(ops.linear_packed(x, packed, n, b, act))
+    return out
+
+
+def test_linear_packed_isas_bit_identical(tmp_path):
+    """The AVX-512 kernel gives the AVX2 kernel's bits (EET_LIKE_NO_AVX512=1 forces AVX2 in a
+    second interpreter): a row's result does not depend on the CPU's kernel, so generate() and
+    the server's decode_rows agree whichever one runs."""
+    if ops.packed_gemm_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512F: only the AVX2 kernel runs here")
+    path = tmp_path / "avx2.pt"
+    code = ("import sys, torch; sys.path.insert(0, sys.argv[2]); from eet_like import ops; import test_ops; "
+            "assert ops.packed_gemm_isa() == 'avx2'; torch.save(test_ops._packed_outputs(), sys.argv[1])")
+    env = dict(os.environ, EET_LIKE_NO_AVX512="1")
+    subprocess.run([sys.executable, "-c", code, str(path), os.path.dirname(os.path.abspath(__file__))],
+                   env=env, check=True)
+    avx2 = torch.load(path)
+    for a, b in zip(_packed_outputs(), avx2, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_linear_packed_row_invariant():
+    """A row's result is the same bits alone or in a batch of any size (every row block)."""
+    g = torch.Generator().manual_seed(5)
+    n, k = 1001, 769
+    x, w, b = rand(40, k, gen=g), rand(n, k, gen=g, scale=k ** -0.5), rand(n, gen=g)
+    packed = ops.pack_linear(w)
+    alone = torch.cat([ops.linear_packed(x[i:i + 1], packed, n, b, "gelu_new") for i in range(40)])
+    for m in (2, 5, 12, 17, 40):
+        assert torch.equal(ops.linear_packed(x[:m], packed, n, b, "gelu_new"), alone[:m])
 
 
 def test_linear_packed_batched_shape():

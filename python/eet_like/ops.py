@@ -177,6 +177,13 @@ def int8_gemm_isa() -> str:
     return _C.int8_gemm_isa()
 
 
+def packed_gemm_isa() -> str:
+    """The instruction set of linear_packed's kernel on this CPU: 'avx512' (12 rows x 32
+    columns per block, chosen where the CPU has AVX-512F) or 'avx2' (6 x 16). Both give the same
+    bits; EET_LIKE_NO_AVX512=1 in the environment before the first call forces 'avx2'."""
+    return _C.packed_gemm_isa()
+
+
 def cpu_gemm() -> str:
     """The CPU GEMM backend of ffn/linear: 'onednn' (torch's oneDNN linear with fused
     bias/activation; the default where torch has it) or 'eet' (torch.mm + the eet_like

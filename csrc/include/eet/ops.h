@@ -87,6 +87,9 @@ void bias_act(float* x, const float* bias, const float* residual, Act act, int64
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
 void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int64_t n,
                  const float* bias, Act act, float* y);
+// The packed GEMM's kernel on this CPU: "avx512" (12 rows x 32 columns) or "avx2" (6 x 16),
+// bit-identical; EET_LIKE_NO_AVX512 in the environment (read once) forces "avx2".
+const char* gemm_packed_isa();
 
 // int8 linear (gemm_int8.cpp). quantize_int8: symmetric per row of an [N, K] float matrix,
 // scales[r] = max|w[r, :]| / 127, q = round-half-even(w / scale) clamped to [-127, 127] (an
