@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include <immintrin.h>
+
 #include "eet/ops.h"
 #include "vec_math.h"
 
@@ -119,10 +121,62 @@ void attend_block_rows(const AttnParams& p, int64_t b, int64_t h, int64_t ks, in
   }
 }
 
-// Few queries (decode): one dot product per key, K read once, no transposition.
+// The sums of the lanes of each of a[0..7], as one vector [sum a[0], ..., sum a[7]].
+inline v8 hsum8x8(const v8* a) {
+  const __m256 t0 = _mm256_hadd_ps((__m256)a[0], (__m256)a[1]), t1 = _mm256_hadd_ps((__m256)a[2], (__m256)a[3]);
+  const __m256 t2 = _mm256_hadd_ps((__m256)a[4], (__m256)a[5]), t3 = _mm256_hadd_ps((__m256)a[6], (__m256)a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return (v8)_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// s[j] = scale * q . k_{ks + j} for 8 keys (head_dim D, a multiple of 8): one partial-sum
+// vector per key, all 8 in flight at once, then reduced together (a key at a time waits on its
+// own add chain and a horizontal sum per key).
+inline void scores8(const float* q, const float* k0, int64_t k_stride, int64_t D, float scale, float* s) {
+  v8 acc[8];
+  for (int t = 0; t < 8; ++t) acc[t] = splat(0.f);
+  for (int64_t d = 0; d < D; d += 8) {
+    const v8 qd = load8(q + d);
+    for (int t = 0; t < 8; ++t) acc[t] += qd * load8(k0 + t * k_stride + d);
+  }
+  store8(s, hsum8x8(acc) * splat(scale));
+}
+
+// a[0, 8*NC) += sum_j s[j] v_j[0, 8*NC) over n keys, the NC accumulators in registers.
+template <int NC>
+inline void pv_chunk(const float* s, int64_t n, const float* v0, int64_t v_stride, float* a) {
+  v8 acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = splat(0.f);
+  for (int64_t j = 0; j < n; ++j) {
+    const v8 pj = splat(s[j]);
+    const float* vj = v0 + j * v_stride;
+    for (int c = 0; c < NC; ++c) acc[c] += pj * load8(vj + 8 * c);
+  }
+  for (int c = 0; c < NC; ++c) store8(a + 8 * c, acc[c]);
+}
+
+// a[0, D) = sum_j s[j] v_j for D a multiple of 8, 64 columns at a time.
+void pv_rows(const float* s, int64_t n, const float* v0, int64_t v_stride, int64_t D, float* a) {
+  int64_t d = 0;
+  for (; d + 64 <= D; d += 64) pv_chunk<8>(s, n, v0 + d, v_stride, a + d);
+  switch ((D - d) / 8) {
+    case 7: return pv_chunk<7>(s, n, v0 + d, v_stride, a + d);
+    case 6: return pv_chunk<6>(s, n, v0 + d, v_stride, a + d);
+    case 5: return pv_chunk<5>(s, n, v0 + d, v_stride, a + d);
+    case 4: return pv_chunk<4>(s, n, v0 + d, v_stride, a + d);
+    case 3: return pv_chunk<3>(s, n, v0 + d, v_stride, a + d);
+    case 2: return pv_chunk<2>(s, n, v0 + d, v_stride, a + d);
+    case 1: return pv_chunk<1>(s, n, v0 + d, v_stride, a + d);
+    default: return;
+  }
+}
+
+// Few queries (decode): K and V read once, no transposition. head_dim a multiple of 8 (every
+// GPT-2/BERT size) takes the register-blocked loops above; other sizes one key at a time.
 void attend_rows_direct(const AttnParams& p, int64_t b, int64_t h, int64_t ks, int64_t ke,
                         float* s, float* a) {
   const int64_t D = p.head_dim;
+  const bool vec = D % 8 == 0;
   const float* kbh = static_cast<const float*>(p.k) + b * p.k_stride_b + h * p.k_stride_h;
   const float* vbh = static_cast<const float*>(p.v) + b * p.v_stride_b + h * p.v_stride_h;
   for (int64_t i = 0; i < p.q_len; ++i) {
@@ -134,7 +188,10 @@ void attend_rows_direct(const AttnParams& p, int64_t b, int64_t h, int64_t ks, i
       continue;
     }
     const float* qi = static_cast<const float*>(p.q) + b * p.q_stride_b + i * p.q_stride_s + h * p.q_stride_h;
-    for (int64_t j = 0; j < n; ++j) {
+    int64_t j = 0;
+    if (vec)
+      for (; j + 8 <= n; j += 8) scores8(qi, kbh + (ks + j) * p.k_stride_s, p.k_stride_s, D, p.scale, s + j);
+    for (; j < n; ++j) {
       const float* kj = kbh + (ks + j) * p.k_stride_s;
       float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
@@ -142,6 +199,12 @@ void attend_rows_direct(const AttnParams& p, int64_t b, int64_t h, int64_t ks, i
       s[j] = dot * p.scale;
     }
     const float inv = softmax_row(s, n, n);
+    if (vec) {
+      pv_rows(s, n, vbh + ks * p.v_stride_s, p.v_stride_s, D, a);
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) o[d] = a[d] * inv;
+      continue;
+    }
     std::fill(a, a + D, 0.f);
     for (int64_t j = 0; j < n; ++j) {
       const float pj = s[j];
