@@ -7,9 +7,10 @@ served three ways, by three server processes on 127.0.0.1 (all up, taking turns 
     one-at-a-time --max-batch 1                    the next request starts when one has finished
     static       --max-batch B --batching static   a batch is admitted only when the previous
                                                    one has fully finished
-Each is driven by the same closed loop at each concurrency C: C clients, each sending its share
-of the same request list (--requests per case) one after the other (streaming, greedy, token-id prompts of
---prompt-min..--prompt-max tokens, --new-min..--new-max new tokens, seeded). Reported per case:
+Each is driven by the same closed loop at each concurrency C: C clients share one request list
+(--requests per case); each sends a request, reads its stream to the end and takes the next one
+not yet sent, so C requests are in flight until the list runs out (streaming, greedy, token-id
+prompts of --prompt-min..--prompt-max tokens, --new-min..--new-max new tokens, seeded). Reported per case:
 throughput (generated tokens / wall time of the case), time to first token (request sent ->
 first token received) and inter-token latency (gap between consecutive tokens of a request),
 p50/p99.
@@ -47,7 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--requests", type=int, nargs="+", default=None,
-                   help="requests per case, one number per --concurrency (default 2 x C); fewer than C lowers "
+                   help="requests per case, one number per --concurrency (default 8 x C up to C=16, 4 x C above); "
+                        "fewer than C lowers "
                         "the real concurrency")
     p.add_argument("--prompt-min", type=int, default=8)
     p.add_argument("--prompt-max", type=int, default=64)
@@ -57,15 +59,20 @@ def parse_args(argv=None):
                    help="cases not to run, e.g. one-at-a-time:64 (its throughput is that of one row at any C)")
     p.add_argument("--max-batch", type=int, default=None, help="server rows (default: the largest concurrency)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quantize", choices=["none", "int8"], default="none",
+                   help="int8: every server runs `eet-like serve --quantize int8` (int8 weights)")
     p.add_argument("--quick", action="store_true", help="tiny model, C = 1 4, short requests: a smoke run")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     if a.quick:
         a.model, a.concurrency, a.requests, a.new_max, a.prompt_max = "tiny", [1, 4], [1, 4], 16, 16
-    a.requests = a.requests or [2 * c for c in a.concurrency]
+    # Enough requests that the case is mostly steady load: its end, when the list has run out
+    # and the last requests drain with fewer rows, is a smaller share of the wall time.
+    a.requests = a.requests or [(8 if c <= 16 else 4) * c for c in a.concurrency]
     if len(a.requests) != len(a.concurrency):
         p.error(f"--requests needs one number per --concurrency ({len(a.concurrency)}), got {len(a.requests)}")
-    a.json = a.json or os.path.join(HERE, "results", f"serve_cpu{'_quick' if a.quick else ''}.json")
+    a.json = a.json or os.path.join(
+        HERE, "results", f"serve_cpu{'_int8' if a.quantize == 'int8' else ''}{'_quick' if a.quick else ''}.json")
     return a
 
 
@@ -112,6 +119,12 @@ class Server:
                 raise SystemExit(f"the server did not come up; see {log}")
             time.sleep(0.3)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system, all threads)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -147,13 +160,19 @@ async def _one(client, url, body):
 
 async def run_case(url, requests, concurrency):
     import httpx
-    queues = [requests[i::concurrency] for i in range(concurrency)]
+    # One shared list: a client that finishes takes the next request not yet sent, so C
+    # requests are in flight until the list runs out (fixed per-client shares would leave the
+    # clients with short requests idle while the longest share drains: a tail, not load).
+    todo = list(reversed(requests))
     limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
     async with httpx.AsyncClient(timeout=httpx.Timeout(3600.0), limits=limits) as client:
-        async def worker(q):
-            return [await _one(client, url, body) for body in q]
+        async def worker():
+            out = []
+            while todo:  # one event loop: the pop cannot race
+                out.append(await _one(client, url, todo.pop()))
+            return out
         t0 = time.perf_counter()
-        per_worker = await asyncio.gather(*[worker(q) for q in queues if q])
+        per_worker = await asyncio.gather(*[worker() for _ in range(min(concurrency, len(requests)))])
         wall = time.perf_counter() - t0
     return wall, [r for w in per_worker for r in w]
 
@@ -205,14 +224,15 @@ def make_requests(a, vocab, n):
 
 def table(rows):
     head = ["mode", "C", "requests", "tokens", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms",
-            "rows/step", "step ms", "steps s / wall s"]
+            "rows/step", "step ms", "steps s / wall s", "server CPU s", "client CPU s"]
     out = [" | ".join(head)]
     for r in rows:
         out.append(" | ".join([r["mode"], str(r["concurrency"]), str(r["requests"]), str(r["tokens"]),
                                f"{r['tokens_per_s']:.1f}"] +
                               ["–" if r[k] is None else f"{r[k]:.1f}" for k in
                                ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "rows_per_step",
-                                "step_ms_mean")] + [f"{r['step_s_total'] / r['wall_s']:.2f}"]))
+                                "step_ms_mean")] + [f"{r['step_s_total'] / r['wall_s']:.2f}"] +
+                              [f"{r[k]:.1f}" if r.get(k) is not None else "–" for k in ("server_cpu_s", "client_cpu_s")]))
     return "\n".join(out)
 
 
@@ -233,6 +253,8 @@ def main(argv=None):
         try:
             for mode in a.modes:
                 args = MODES[mode](max_batch) + ["--max-seq-len", str(max_seq), "--max-queue", str(4 * max_batch)]
+                if a.quantize == "int8":
+                    args += ["--quantize", "int8"]
                 print(f"{mode}: eet-like serve {' '.join(args)}", file=sys.stderr)
                 servers[mode] = Server(model_dir, args, os.path.join(tmp, f"{mode}.log"))
                 asyncio.run(run_case(servers[mode].url, make_requests(a, cfg.vocab_size, 2), 1))  # warm-up
@@ -242,8 +264,12 @@ def main(argv=None):
                         continue
                     srv = servers[mode]
                     before = server_stats(srv.url)
+                    cpu0, own0 = srv.cpu_seconds(), sum(os.times()[:2])
                     wall, results = asyncio.run(run_case(srv.url, cases[c], c))
                     row = summarize(mode, c, wall, results, before, server_stats(srv.url))
+                    # the client shares the machine: what each side used of its cores
+                    row["server_cpu_s"] = round(srv.cpu_seconds() - cpu0, 2)
+                    row["client_cpu_s"] = round(sum(os.times()[:2]) - own0, 2)
                     rows.append(row)
                     print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
         finally:
@@ -252,7 +278,7 @@ def main(argv=None):
     machine = bench.machine_info("cpu")
     machine["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)  # the machine may be shared
     data = {"benchmark": "serve", "machine": machine, "quick": a.quick,
-            "settings": {"model": a.model, "dtype": "float32", "concurrency": a.concurrency, "requests": a.requests,
+            "settings": {"model": a.model, "dtype": "float32", "quantize": a.quantize, "concurrency": a.concurrency, "requests": a.requests, "clients": "shared",
                          "prompt_tokens": [a.prompt_min, a.prompt_max],
                          "new_tokens": [a.new_min, a.new_max], "max_batch": max_batch, "max_seq_len": max_seq,
                          "seed": a.seed, "greedy": True, "streaming": True, "skipped": a.skip,

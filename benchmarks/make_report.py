@@ -390,13 +390,19 @@ def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]
     st, rows = data["settings"], data["rows"]
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     by = {(r["mode"], r["concurrency"]): r for r in rows}
+    int8 = st.get("quantize") == "int8"
+    kind = "int8 weights" if int8 else st.get("dtype", "?")
     lines = [f"### `eet-like serve`: GPT-2 {st['model']}, continuous batching vs one at a time vs static batching "
-             f"({info.get('device', 'cpu')}, {st.get('dtype', '?')})", "",
-             f"A closed loop of C clients, each sending its share of the same requests one after the other "
+             f"({info.get('device', 'cpu')}, {kind})", "",
+             ("A closed loop of C clients sharing one request list (each sends a request, reads it to the end "
+              "and takes the next one not yet sent: C requests in flight until the list runs out) "
+              if st.get("clients") == "shared" else
+              "A closed loop of C clients, each sending its share of the same requests one after the other ") +
              f"(streaming, greedy; prompts of {st['prompt_tokens'][0]}-{st['prompt_tokens'][1]} tokens, "
              f"{st['new_tokens'][0]}-{st['new_tokens'][1]} new tokens, requests per case "
              f"{', '.join(f'C={c}: {n}' for c, n in zip(st['concurrency'], st['requests']))}). Server rows "
-             f"`--max-batch {st['max_batch']}` (one-at-a-time: 1), `--max-seq-len {st['max_seq_len']}`; one server "
+             f"`--max-batch {st['max_batch']}` (one-at-a-time: 1), `--max-seq-len {st['max_seq_len']}`"
+             f"{', `--quantize int8`' if int8 else ''}; one server "
              "process per mode, client on the same machine; random weights. tok/s = generated tokens / wall time of "
              "the case; TTFT = request sent -> first token received; ITL = gap between consecutive tokens of a "
              "request; rows/step = mean rows in the server's decode steps (static batching starts a batch when the "
@@ -421,7 +427,8 @@ def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]
     for base, goal in SERVE_TARGETS.items():
         r = by.get((base, c))
         ratio = cont["tokens_per_s"] / r["tokens_per_s"] if cont and r else None
-        targets.append([f"serve GPT-2 {st['model']} CPU, C={c}: continuous batching ≥ {goal}x {base} tokens/s",
+        targets.append([f"serve GPT-2 {st['model']} CPU{' int8' if int8 else ''}, C={c}: continuous batching ≥ "
+                        f"{goal}x {base} tokens/s",
                         _ratio(ratio), _met(ratio, goal), f"`{os.path.basename(path)}`"])
     r = by.get(("static", c))
     if cont and r:
@@ -429,7 +436,8 @@ def serve_section(path: str, data: dict, info: dict, targets: list) -> List[str]
         measured = f"{_ms(cont['ttft_p50_ms'])} vs {_ms(r['ttft_p50_ms'])} ms"
     else:
         met, measured = "not measured", "–"
-    targets.append([f"serve GPT-2 {st['model']} CPU, C={c}: continuous batching p50 TTFT < static batching's",
+    targets.append([f"serve GPT-2 {st['model']} CPU{' int8' if int8 else ''}, C={c}: continuous batching p50 TTFT < "
+                    "static batching's",
                     measured, met, f"`{os.path.basename(path)}`"])
     return lines
 

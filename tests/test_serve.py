@@ -603,16 +603,17 @@ def test_embeddings_equal_encode_sentences(tmp_path):
 
 # ---------------------------------------------------------------- the benchmark's report
 
-def test_make_report_tabulates_bench_serve_json(tmp_path):
-    """benchmarks/results/serve_cpu.json (bench_serve.py's output) becomes RESULTS.md rows and targets."""
+@pytest.mark.parametrize("name", ["serve_cpu.json", "serve_cpu_int8.json"])
+def test_make_report_tabulates_bench_serve_json(tmp_path, name):
+    """benchmarks/results/serve_cpu[_int8].json (bench_serve.py's output) becomes RESULTS.md rows and targets."""
     import shutil
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src = os.path.join(root, "benchmarks", "results", "serve_cpu.json")
+    src = os.path.join(root, "benchmarks", "results", name)
     if not os.path.exists(src):
         pytest.skip("no committed bench_serve.py result")
     results = tmp_path / "results"
     results.mkdir()
-    shutil.copy(src, results / "serve_cpu.json")
+    shutil.copy(src, results / name)
     sys.path.insert(0, os.path.join(root, "benchmarks"))
     try:
         import make_report
@@ -628,5 +629,6 @@ def test_make_report_tabulates_bench_serve_json(tmp_path):
     cont, one = by.get(("continuous", 16)), by.get(("one-at-a-time", 16))
     if cont and one:
         ratio = cont["tokens_per_s"] / one["tokens_per_s"]
-        row = next(line for line in text.splitlines() if "C=16: continuous batching ≥ 3.0x one-at-a-time" in line)
+        label = f"CPU{' int8' if 'int8' in name else ''}, C=16: continuous batching ≥ 3.0x one-at-a-time"
+        row = next(line for line in text.splitlines() if label in line)
         assert f"{ratio:.2f}x" in row and ("**yes**" if ratio >= 3.0 else "**no**") in row
