@@ -6,8 +6,11 @@ go to the engine's queue and come back as events (see engine.py).
     GET  /v1/models        GET /health         GET /metrics (Prometheus text)
 """
 import asyncio
+import collections
 import json
 import logging
+import threading
+import weakref
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -53,19 +56,53 @@ async def _until_disconnect(receive):
             return
 
 
+class _Handoff:
+    """Events from the engine thread into one event loop, in batches: a decode step emits one
+    event per running row, and waking the loop once per event (a write to its self-pipe, a
+    context switch) costs CPU the step's threads need. put() queues the event and wakes the loop
+    only when no hand-over is pending; the loop then delivers everything queued so far."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.pending = collections.deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def put(self, queue: asyncio.Queue, ev):
+        self.pending.append((queue, ev))
+        with self.lock:
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            pass
+
+    def _deliver(self):
+        with self.lock:  # from here on, a new put() schedules another delivery
+            self.scheduled = False
+        while self.pending:
+            queue, ev = self.pending.popleft()
+            queue.put_nowait(ev)
+
+
+_handoffs = weakref.WeakKeyDictionary()  # event loop -> its _Handoff
+
+
 class _Channel:
     """Engine -> request events, across threads: the engine thread calls put(), the request's
     task awaits get()."""
 
     def __init__(self):
-        self.loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self.handoff = _handoffs.get(loop)
+        if self.handoff is None:
+            self.handoff = _handoffs[loop] = _Handoff(loop)
         self.queue: asyncio.Queue = asyncio.Queue()
 
     def put(self, ev):
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, ev)
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
-            pass
+        self.handoff.put(self.queue, ev)
 
     async def get(self):
         return await self.queue.get()
