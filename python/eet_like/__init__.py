@@ -15,6 +15,7 @@ import torch  # noqa: E402,F401  (the extension needs torch loaded first)
 from . import _C  # noqa: F401  (registers torch.ops.eet_like.*)
 from . import _meta  # noqa: F401  (fake kernels for torch.compile / opcheck)
 from . import ops, reference
+from ._threads import adaptive_threads_enabled, set_adaptive_threads
 from .embeddings import encode_sentences
 from .models import BertModel, GPT2LMHeadModel, GPT2Model
 from .validation import cuda_emulated, cuda_kernels_available
@@ -49,4 +50,4 @@ def __getattr__(name):
 
 
 __all__ = ["ops", "reference", "cuda_kernels_available", "cuda_emulated", "from_pretrained", "GPT2LMHeadModel", "GPT2Model",
-           "BertModel", "encode_sentences", "__version__"]
+           "BertModel", "encode_sentences", "set_adaptive_threads", "adaptive_threads_enabled", "__version__"]

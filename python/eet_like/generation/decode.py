@@ -12,7 +12,7 @@ logits_process.py); rows that finish keep being fed pad tokens and are padded wi
 """
 import torch
 
-from .. import ops
+from .. import _threads, ops
 from ..outputs import GenerateOutput
 from ..validation import check_like_ids, check_token_ids
 from . import beam as _beam
@@ -37,7 +37,13 @@ def generate(model, input_ids=None, attention_mask=None, streamer=None, generato
     num_return_sequences, eos_token_id, pad_token_id, bos_token_id, return_dict_in_generate,
     output_scores, output_logits, use_cache; plus streamer (BaseStreamer-like: put/end),
     generator (torch.Generator) or seed (int) for reproducible sampling.
-    Returns [B * num_return_sequences, prompt_len + new] int64, or a GenerateOutput."""
+    Returns [B * num_return_sequences, prompt_len + new] int64, or a GenerateOutput.
+    On CPU the thread count follows the machine's load (eet_like._threads)."""
+    with _threads.adaptive(model.device):
+        return _generate(model, input_ids, attention_mask, streamer, generator, seed, generation_config, kwargs)
+
+
+def _generate(model, input_ids, attention_mask, streamer, generator, seed, generation_config, kwargs):
     device = model.device
     if input_ids is not None:
         check_token_ids(input_ids)
@@ -124,6 +130,7 @@ def _sample(model, ids, pad_counts, logits, opts: GenerationOptions, eos_ids, su
         if cur >= opts.max_length or (eos_ids is not None and cur > opts.min_length
                                       and not bool(unfinished.any())):
             break
+        _threads.tick()
         logits = model.decode_step(tokens)
     return GenerateOutput(seqs[:, :cur], tuple(all_scores) if opts.output_scores else None,
                           tuple(all_logits) if opts.output_logits else None)
@@ -147,6 +154,7 @@ def _beam_search(model, ids, pad_counts, logits, opts: GenerationOptions, eos_id
         cur += 1
         if _beam.done(st, opts):
             break
+        _threads.tick()
         model.reorder_cache(src)
         flat = st.running_sequences[:, :, :cur].reshape(n, cur)
         logits = model.decode_step(flat[:, -1].contiguous())

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import ops
+from .. import _threads, ops
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
 from ..layers import Embedding, Gemm, Prompt, TransformerBlock, run_blocks
 from ..layers.activations import activation
@@ -263,7 +263,12 @@ class BertModel(nn.Module):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> BertOutput:
         """input_ids [B, S] int64/int32; attention_mask [B, S] (1 = token, one contiguous run
         per row: right or left padding; default all ones); token_type_ids [B, S] (default
-        zeros); position_ids [B, S] (default 0.. from each row's first real token)."""
+        zeros); position_ids [B, S] (default 0.. from each row's first real token).
+        On CPU the thread count follows the machine's load (eet_like._threads)."""
+        with _threads.adaptive(self.device):
+            return self._forward(input_ids, attention_mask, token_type_ids, position_ids)
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, position_ids) -> BertOutput:
         key_start, key_end, position_ids, first = self.prepare_inputs(
             input_ids, attention_mask, token_type_ids, position_ids)
         x = self.embeddings(input_ids, position_ids, token_type_ids)

@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .. import _threads
 from ..generation import decode as _decode
 from ..generation import DecodeState, KVCache
 from ..integrations.transformers import load_config_and_state_dict, strip_prefix
@@ -149,7 +150,8 @@ class GPT2LMHeadModel(nn.Module):
         t = self.transformer
         input_ids = t.check_inputs(input_ids, attention_mask)
         pos, ks, ke = t.positions_and_ranges(input_ids, attention_mask, position_ids)
-        return CausalLMOutput(Gemm.linear(t.prompt(input_ids, pos, ks, ke), self.lm_weight, None))
+        with _threads.adaptive(self.device):
+            return CausalLMOutput(Gemm.linear(t.prompt(input_ids, pos, ks, ke), self.lm_weight, None))
 
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, streamer=None, generator=None, seed=None,
