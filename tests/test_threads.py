@@ -310,3 +310,46 @@ def test_bert_same_outputs_with_1_and_2_threads_and_restores(two_threads):
     _threads.set_policy(busy_policy())
     torch.testing.assert_close(m(ids).last_hidden_state, out[2], atol=1e-5, rtol=1e-5)
     assert torch.get_num_threads() == 2
+
+
+class IdsText:
+    """A tokenizer stand-in for the engine: a completion's text is its ids."""
+    def decode(self, ids, **kw):
+        return " ".join(map(str, ids))
+
+
+def test_server_engine_steps_run_with_the_lowered_count(two_threads, gpt2):
+    """`eet-like serve`'s engine thread (prefill_row / decode_rows, not generate()) follows the
+    load too; its greedy tokens equal generate()'s."""
+    from eet_like.server.engine import GenerationEngine, SamplingParams, Sequence
+    from eet_like.server.metrics import Metrics
+    _threads.set_policy(busy_policy())
+    seen = []
+    model = gpt2
+    orig = model.decode_rows
+
+    def decode_rows(tokens, positions):
+        seen.append(torch.get_num_threads())
+        return orig(tokens, positions)
+
+    ids = torch.randint(1, 1003, (9,), generator=torch.Generator().manual_seed(4)).tolist()
+    events, done = [], threading.Event()
+
+    def emit(ev):
+        events.append(ev)
+        if ev.kind in ("finished", "failed"):
+            done.set()
+
+    model.decode_rows = decode_rows
+    try:
+        eng = GenerationEngine(model, IdsText(), 4, Metrics())
+        eng.start()
+        eng.submit([Sequence(ids, SamplingParams(max_tokens=5, temperature=0), emit)])
+        assert done.wait(60)
+        eng.stop()
+    finally:
+        del model.decode_rows
+    assert events[-1].kind == "finished" and seen == [1] * 4
+    want = gpt2.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False)[0, 9:].tolist()
+    assert events[-1].token_ids == want
+    assert torch.get_num_threads() == 2

@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Sequence as Seq, Tuple
 
 import torch
 
+from .. import _threads
 from ..embeddings import encode_sentences
 from ..generation import logits_process, sampling
 
@@ -183,6 +184,12 @@ class GenerationEngine(_Worker):
     # -- the engine thread ----------------------------------------------------------------------
 
     def loop(self):
+        # On CPU the engine's thread count follows the machine's load, as generate()'s does
+        # (eet_like._threads): tick() at every iteration.
+        with _threads.adaptive(self.model.device):
+            self._loop()
+
+    def _loop(self):
         while True:
             with self._cv:
                 while not self._stop and not self._rows and not self._waiting:
@@ -238,6 +245,7 @@ class GenerationEngine(_Worker):
         return admit, 0.0
 
     def _iteration(self, admit: List[Sequence]):
+        _threads.tick()
         for s in list(self._rows):
             if s.cancelled:
                 self._free(s)
