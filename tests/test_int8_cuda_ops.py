@@ -51,6 +51,19 @@ def test_quantize_int8_cuda_bit_identical(dev, dtype, n, k):
     assert torch.equal(q[n // 2].cpu(), torch.zeros(k, dtype=torch.int8)) and float(s[n // 2]) == 0.0
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_quantize_int8_rejects_non_finite_weights(device, dtype, bad):
+    """CPU, CUDA (and the emulation build): the same ValueError naming the first bad weight."""
+    if device == "cpu" and dtype != torch.float32 and not EMULATED:
+        pytest.skip("the CPU op takes float32 weights")
+    w = weight(5, 7, dtype=dtype)
+    w[3, 2] = bad
+    w[4, 0] = bad
+    with pytest.raises(ValueError, match=r"weight must be finite to quantize: weight\[3, 2\]"):
+        ops.quantize_int8(w.to(device))
+
+
 def test_quantize_int8_cuda_rounds_half_to_even(dev):
     """w / scale landing on x.5 exactly: round half to even, like torch.round and the CPU op."""
     w = torch.tensor([[127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5]])   # scale = 1

@@ -140,8 +140,19 @@ def quantize_int8(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     q [N, K] = round(w / scale) (half to even) clamped to [-127, 127] (int8); an all-zero row
     gets scale 0. W ~ q * scales[:, None]. Computed in float32 on both devices: the CUDA kernel
     gives the CPU op's bits for float32 weights. linear_int8 on CPU quantizes each row of its
-    input the same way."""
-    return _ops.quantize_int8(_tensor(weight, "weight"))
+    input the same way.
+
+    A NaN or infinite weight has no int8 value (its row's scale would be NaN or inf): it raises
+    ValueError naming the first one (on CUDA this check is a host sync; quantization runs once,
+    at load time)."""
+    _tensor(weight, "weight")
+    if weight.is_floating_point():
+        bad = ~torch.isfinite(weight)
+        if bool(bad.any()):
+            where = [int(i) for i in bad.nonzero()[0]]
+            raise ValueError(f"weight must be finite to quantize: weight{where} is "
+                             f"{float(weight[tuple(where)])} (a NaN or inf has no int8 value)")
+    return _ops.quantize_int8(weight)
 
 
 def linear_int8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,

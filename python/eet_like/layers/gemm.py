@@ -27,7 +27,7 @@ class Int8Weight:
 
     @classmethod
     def quantize(cls, w: torch.Tensor) -> "Int8Weight":
-        return cls(*_ops.quantize_int8(w.detach().contiguous()))
+        return cls(*ops.quantize_int8(w.detach().contiguous()))
 
     @property
     def shape(self) -> tuple:
