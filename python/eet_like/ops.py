@@ -191,7 +191,8 @@ def int8_gemm_isa() -> str:
 def packed_gemm_isa() -> str:
     """The instruction set of linear_packed's kernel on this CPU: 'avx512' (12 rows x 32
     columns per block, chosen where the CPU has AVX-512F) or 'avx2' (6 x 16). Both give the same
-    bits; EET_LIKE_NO_AVX512=1 in the environment before the first call forces 'avx2'."""
+    bits; EET_LIKE_NO_AVX512 in the environment (any value, even 0) before the first call
+    forces 'avx2'."""
     return _C.packed_gemm_isa()
 
 
