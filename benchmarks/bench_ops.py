@@ -37,6 +37,50 @@ def timeit(fn, device, min_time=0.3, warmup=3, max_iters=200):
     return statistics.median(times) * 1e3  # ms
 
 
+def decode_layers_cases(hid, heads, g):
+    """decode_layers (a whole decode step of 12 GPT-2 small blocks in one op call) against the
+    same kernels called one op at a time from Python (the "fused" column: the block loop), float32
+    packed and int8 weights, 1 and 8 rows, 100 keys in the cache."""
+    from eet_like.generation.kv_cache import KVCache
+    from eet_like.layers.block import Step, fused_step_weights, run_blocks
+    from eet_like.models.gpt2 import GPT2Config, GPT2Model
+    built = []
+    with torch.inference_mode(False):  # packing tracks weight versions: no inference tensors
+        for label in ("float32 packed", "int8"):
+            torch.manual_seed(0)
+            trunk = GPT2Model(GPT2Config(n_layer=12, n_embd=hid, n_head=heads))
+            with torch.no_grad():
+                for p in trunk.parameters():
+                    p.normal_(0, 0.02)
+            if label == "int8":
+                for blk in trunk.blocks:
+                    blk.quantize_int8_()
+            for rows in (1, 8):
+                cache = KVCache.allocate(12, rows, heads, 128, hid // heads)
+                for t in cache.k + cache.v:
+                    t.normal_()
+                xr = torch.randn(rows, hid, generator=g)
+                built.append((label, trunk, cache, xr, fused_step_weights(trunk.blocks, trunk.ln_f,
+                                                                         trunk.decode_gemm, xr)))
+
+    def loop(trunk, xr, cache, pos):
+        os.environ["EET_LIKE_FUSED_DECODE"] = "0"
+        try:
+            return run_blocks(trunk.blocks, xr, Step(cache, pos), gemm=trunk.decode_gemm, pre_norm=True,
+                              final_norm=trunk.ln_f)
+        finally:
+            os.environ.pop("EET_LIKE_FUSED_DECODE")
+
+    for label, trunk, cache, xr, w in built:
+        rows = xr.shape[0]
+        pos = torch.full((rows,), 100, dtype=torch.int32)
+        args = (xr, w, cache.k, cache.v, pos, heads, [b.attn.scale for b in trunk.blocks], 1e-5, "gelu_new")
+        yield (f"decode_layers ({label}, {rows} rows)", f"12 blocks, [{rows}, {hid}], 100 keys",
+               lambda args=args: ops.decode_layers(*args),
+               lambda args=args: R.decode_layers(*args),
+               lambda trunk=trunk, xr=xr, cache=cache, pos=pos: loop(trunk, xr, cache, pos))
+
+
 def cases(device, dtype, quick):
     g = torch.Generator().manual_seed(0)
 
@@ -104,6 +148,7 @@ def cases(device, dtype, quick):
                    lambda xr=xr: ops.linear_int8(xr, q1, s1, b1, "gelu"),
                    lambda xr=xr: R.linear_int8(xr, q1, s1, b1, "gelu"),
                    lambda xr=xr: fbgemm(xr))
+        yield from decode_layers_cases(HID, H, g)
 
     qkv = rnd(B, S, 3 * HID)
     pads = torch.tensor([i % 4 * 8 for i in range(B)], dtype=torch.int32, device=device)

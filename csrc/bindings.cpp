@@ -23,7 +23,8 @@ namespace {
 // implementation for the CPU key (the others run their CUDA implementation there).
 #define EET_FOR_EACH_CPU_ONLY_OP(X) \
   X(pack_linear)                    \
-  X(linear_packed)
+  X(linear_packed)                  \
+  X(decode_layers)
 #define EET_FOR_EACH_KERNEL_OP(X) \
   X(layernorm)                    \
   X(add_layernorm)                \
@@ -84,6 +85,10 @@ TORCH_LIBRARY(eet_like, m) {
   m.def(
       "cross_attention(Tensor q, Tensor k, Tensor v, int num_heads, Tensor? key_start, "
       "Tensor? key_end, float? scale) -> Tensor");
+  m.def(
+      "decode_layers(Tensor x, Tensor?[] weights, Tensor(a!)[] k_cache, Tensor(b!)[] v_cache, "
+      "Tensor positions, Tensor? key_start, int num_heads, float[] scales, float eps, str activation, "
+      "int? max_keys=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(eet_like, CPU, m) {

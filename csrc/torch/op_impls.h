@@ -51,6 +51,12 @@ EET_DECLARE_IMPL(at::Tensor, cross_attention, const at::Tensor& q, const at::Ten
                  const at::Tensor& v, int64_t num_heads, const OptTensor& key_start,
                  const OptTensor& key_end, c10::optional<double> scale);
 
+EET_DECLARE_IMPL(at::Tensor, decode_layers, const at::Tensor& x,
+                 const c10::List<c10::optional<at::Tensor>>& weights, at::TensorList k_cache,
+                 at::TensorList v_cache, const at::Tensor& positions, const OptTensor& key_start,
+                 int64_t num_heads, at::ArrayRef<double> scales, double eps, c10::string_view activation,
+                 c10::optional<int64_t> max_keys);
+
 #undef EET_DECLARE_IMPL
 
 // Which CPU GEMM ffn/linear use now: "onednn" or "eet" (EET_LIKE_CPU_GEMM); gemm.cpp.

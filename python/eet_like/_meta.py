@@ -68,3 +68,9 @@ def _masked_attention(qkv, k_cache, v_cache, positions, key_start, num_heads, sc
 @torch.library.register_fake("eet_like::cross_attention")
 def _cross_attention(q, k, v, num_heads, key_start, key_end, scale):
     return torch.empty_like(q)
+
+
+@torch.library.register_fake("eet_like::decode_layers")
+def _decode_layers(x, weights, k_cache, v_cache, positions, key_start, num_heads, scales, eps, activation,
+                   max_keys=None):
+    return torch.empty_like(x)

@@ -9,7 +9,7 @@ left-padded batch keeps every row at the same cache position: the prompt pass wr
 positions [0, S), decode step t writes position S + t, and each row masks its own left
 padding with key_start[b] = number of pad tokens.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -273,3 +273,37 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads
         key_start, key_end = mask_to_ranges(key_padding_mask == 0)
     return _ops.cross_attention(q, k, v, int(num_heads), _optional_index(key_start, "key_start"),
                                 _optional_index(key_end, "key_end"), scale)
+
+
+DECODE_LAYER_ENTRIES = ("ln1_w", "ln1_b", "qkv_w", "qkv_s", "qkv_b", "out_w", "out_s", "out_b",
+                        "ln2_w", "ln2_b", "fc1_w", "fc1_s", "fc1_b", "fc2_w", "fc2_s", "fc2_b")
+
+
+def decode_layers(x: torch.Tensor, weights: List[Optional[torch.Tensor]], k_cache: List[torch.Tensor],
+                  v_cache: List[torch.Tensor], positions: torch.Tensor, num_heads: int, scales: List[float],
+                  eps: float, activation: str, key_start: Optional[torch.Tensor] = None,
+                  max_keys: Optional[int] = None) -> torch.Tensor:
+    """One CPU decode step through a stack of pre-norm (GPT-2) blocks in one call: x [n, hidden]
+    (embedded tokens, float32) -> the final-layernormed hidden [n, hidden]. Layer i writes its new
+    K/V into k_cache[i]/v_cache[i] [Bmax, H, Smax, D] at positions[b] and attends over
+    [key_start[b], positions[b]] (masked_attention), with attention scale scales[i].
+
+    weights: 16 entries per layer (DECODE_LAYER_ENTRIES), then the final layernorm's weight and
+    bias. A linear weight (qkv_w, out_w, fc1_w, fc2_w) is either int8 [N, K] with its scales
+    [N] in the next entry (quantize_int8; run by linear_int8) or a float32 pack_linear tensor
+    with None there (linear_packed). out_b and fc2_b are added in the following add_layernorm;
+    fc1 applies `activation`. The kernels and their order are those of the block loop of
+    eet_like.layers (layernorm, linear, masked_attention, add_layernorm), so the output and the
+    cache writes are bit-identical to it; one op call saves the Python and dispatcher work
+    between them. CPU only."""
+    _tensor(x, "x")
+    _rank(x, "x", 2, "[n, hidden]")
+    _tensor(positions, "positions")
+    _optional_index(positions, "positions")
+    _check_activation(activation)
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"weights must be a list of tensors (or None), got {type(weights).__name__}")
+    return _ops.decode_layers(x, list(weights), list(k_cache), list(v_cache), positions,
+                              _optional_index(key_start, "key_start"), int(num_heads),
+                              [float(s) for s in scales], float(eps), activation,
+                              None if max_keys is None else int(max_keys))

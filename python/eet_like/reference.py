@@ -159,3 +159,29 @@ def ffn(x, w1, b1, w2, b2, activation="gelu", residual=None):
     h = _ACTS[activation](F.linear(x, w1, b1))
     out = F.linear(h, w2, b2)
     return out if residual is None else out + residual
+
+
+
+def decode_layers(x, weights, k_cache, v_cache, positions, num_heads, scales, eps, activation,
+                  key_start=None, max_keys=None):
+    """The pre-norm block stack of one decode step from the reference ops (16 weights per layer,
+    then the final layernorm; see eet_like.ops.decode_layers)."""
+    del max_keys  # a launch-size hint of the op; never changes the result
+
+    def lin(t, w, s, n, b, act="identity"):
+        if w.dtype == torch.int8:
+            return linear_int8(t, w, s, b, act)
+        return linear_packed(t, w, n, b, act)
+
+    layers, hidden = len(k_cache), x.shape[-1]
+    h = x
+    y = layernorm(x, weights[0], weights[1], eps)
+    for i in range(layers):
+        (_, _, qw, qs, qb, ow, os_, ob, l2w, l2b, f1w, f1s, f1b, f2w, f2s, f2b) = weights[16 * i:16 * i + 16]
+        qkv = lin(y, qw, qs, 3 * k_cache[i].shape[1] * k_cache[i].shape[3], qb)
+        ctx = masked_attention(qkv, k_cache[i], v_cache[i], positions, num_heads, key_start, scales[i])
+        y, h = layernorm(lin(ctx, ow, os_, hidden, None), l2w, l2b, eps, residual=h, residual_bias=ob)
+        f = lin(lin(y, f1w, f1s, f2w.shape[1], f1b, activation), f2w, f2s, hidden, None)
+        nxt = 16 * (i + 1) if i + 1 < layers else len(weights) - 2
+        y, h = layernorm(f, weights[nxt], weights[nxt + 1], eps, residual=h, residual_bias=f2b)
+    return y

@@ -12,15 +12,18 @@ Every bias add after a GEMM rides in the following add_layernorm (residual_bias)
 GEMM -> attention -> GEMM -> add_layernorm [-> cross ...] -> FFN -> add_layernorm. How the
 self-attention reaches its keys is the pass: Prompt (a whole prompt, optionally writing the KV
 cache) or Step (one token per row against the cache)."""
+import os
 from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 from torch import nn
 
+from .. import ops
+from ..validation import cuda_emulated
 from .attention import CrossAttention, SelfAttention
 from .ffn import FeedForward
-from .gemm import Gemm, quantize_int8_
+from .gemm import Gemm, Int8Weight, PackedDecodeGemm, quantize_int8_
 from .layernorm import LayerNorm
 
 
@@ -101,6 +104,14 @@ def run_blocks(blocks, x, attend, *, gemm=Gemm, pre_norm: bool, final_norm: Opti
     collect: a list that gets the residual stream after every block (fairseq's inner states)."""
     if len(blocks) == 0:
         return final_norm(x) if final_norm is not None else x
+    if (isinstance(attend, Step) and pre_norm and final_norm is not None and encoder is None
+            and collect is None and not last_only):
+        weights = fused_step_weights(blocks, final_norm, gemm, x)
+        if weights is not None:
+            a = blocks[0].attn
+            return ops.decode_layers(x, weights, attend.cache.k[:len(blocks)], attend.cache.v[:len(blocks)],
+                                     attend.positions, a.num_heads, [b.attn.scale for b in blocks],
+                                     final_norm.eps, blocks[0].mlp.activation, attend.key_start, attend.max_keys)
     last = len(blocks) - 1
     if pre_norm:
         h = x
@@ -140,3 +151,54 @@ def run_blocks(blocks, x, attend, *, gemm=Gemm, pre_norm: bool, final_norm: Opti
         if collect is not None:
             collect.append(x)
     return final_norm(x) if final_norm is not None else x
+
+
+def fused_decode_enabled() -> bool:
+    """Whether CPU decode steps run the block stack as one ops.decode_layers call
+    (EET_LIKE_FUSED_DECODE, default 1; 0 runs the same kernels from the Python loop)."""
+    v = os.environ.get("EET_LIKE_FUSED_DECODE", "1")
+    if v not in ("0", "1"):
+        raise ValueError(f"EET_LIKE_FUSED_DECODE must be 0 or 1, got {v!r}")
+    return v == "1"
+
+
+def fused_step_weights(blocks, final_norm: LayerNorm, gemm, x) -> Optional[list]:
+    """The `weights` of ops.decode_layers for a pre-norm decode step of `blocks` on x, or None
+    where that op does not run the kernels the Python loop would: not CPU float32 (or the CUDA
+    emulation build), a block with cross-attention or its own head count, layernorm eps or
+    activation, or a float weight that `gemm` would not run through the packed kernel (more
+    rows than PackedDecodeGemm.max_rows, or EET_LIKE_PACKED_DECODE=0)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2 or cuda_emulated():
+        return None
+    if not fused_decode_enabled():
+        return None
+    first = blocks[0]
+    packed = isinstance(gemm, PackedDecodeGemm) and gemm._use(x)
+    out = []
+
+    def lin(w, b=None, with_bias=True):
+        if isinstance(w, Int8Weight):
+            out.extend((w.q, w.scales))
+        elif packed:
+            out.extend((gemm.packed(w), None))
+        else:
+            return False
+        if with_bias:
+            out.append(b)
+        return True
+
+    for blk in blocks:
+        at, mlp = blk.attn, blk.mlp
+        if (blk.cross is not None or at.num_heads != first.attn.num_heads or not at.causal
+                or mlp.activation != first.mlp.activation
+                or blk.ln_attn.eps != final_norm.eps or blk.ln_mlp.eps != final_norm.eps):
+            return None
+        out.extend((blk.ln_attn.weight, blk.ln_attn.bias))
+        if not lin(at.qkv_weight, at.qkv_bias) or not lin(at.out_weight, with_bias=False):
+            return None
+        out.extend((at.out_bias, blk.ln_mlp.weight, blk.ln_mlp.bias))
+        if not lin(mlp.w1, mlp.b1) or not lin(mlp.w2, with_bias=False):
+            return None
+        out.append(mlp.b2)
+    out.extend((final_norm.weight, final_norm.bias))
+    return out
