@@ -38,10 +38,12 @@ def test_quantize_int8_matches_reference(n, k):
     assert ((q.float() * s[:, None] - w).abs() <= s[:, None] / 2 + 1e-6).all()
 
 
-# Row blocks of the few-row kernel (4/3/2/1 rows, 4/1 weight rows, K tails of 64 and 16),
-# the at::_int_mm path from 8 rows, and odd GPT-2-like sizes.
-CASES = [(rows, n, k, bias) for rows in (1, 2, 3, 4, 5, 7, 9, 31, 32, 45) for n, k, bias in ((50, 33, True), (7, 769, False))]
-CASES += [(rows, 2304, 768, True) for rows in (1, 8, 64)]
+# Row blocks of the few-row kernel (4/3/2/1 rows; the first row block of a weight block sums its
+# weights, the later ones reuse the sums; 4/1 weight rows; K tails of 64 and 16, and none), the
+# at::_int_mm path (from 12 rows with VNNI, 8 with AVX2), and odd GPT-2-like sizes.
+CASES = [(rows, n, k, bias) for rows in (1, 2, 3, 4, 5, 7, 9, 11, 12, 31, 32, 45)
+         for n, k, bias in ((50, 33, True), (7, 769, False))]
+CASES += [(rows, 2304, 768, True) for rows in (1, 8, 11, 64)]
 
 
 @pytest.mark.parametrize("act", ACTS)

@@ -3,7 +3,7 @@
 // CPU (float32 x): each row of x is quantized to int8 with its own symmetric scale
 // (cpu::quantize_int8), the product is exact int32, then cpu::dequant_bias_act (W8A8). The
 // int32 GEMM: the eet_like VNNI/AVX2 kernel for few rows (decode steps), at::_int_mm (oneDNN)
-// from kIntMmMinRows rows (prompts, BERT batches). Both give the same integers and share the
+// from int_mm_min_rows() rows (prompts, BERT batches). Both give the same integers and share the
 // epilogue, so a row's result depends on that row only.
 // CUDA (float32/float16/bfloat16 x, bias and y; scales always float32): weight-only (W8A16),
 // x is not quantized. Up to cuda::kLinearInt8MaxRows rows: cuda::linear_int8 (int8 weights
@@ -21,9 +21,19 @@ namespace eet {
 
 namespace {
 
-// Rows from which at::_int_mm (oneDNN, AMX on the development Xeon: ~0.14 ms flat for 2304x768
-// up to 16 rows) beats the eet_like VNNI kernel (~0.05 ms at 1 row, +0.016 ms per row).
-constexpr int64_t kIntMmMinRows = 8;
+// Rows from which at::_int_mm (oneDNN; AMX on the development Xeon) takes over from the eet_like
+// kernel. Measured on the 2-core Xeon over the 49 GEMMs of a GPT-2 small decode step (weights
+// streamed from memory, as in decoding; best of 5): 8 rows VNNI 8.4 ms vs _int_mm 10.1, 12 rows
+// 10.3 vs 10.8, 16 rows 12.6 vs 12.1. The AVX2 kernel keeps the earlier threshold of 8.
+constexpr int64_t kIntMmMinRowsVnni = 12;
+constexpr int64_t kIntMmMinRowsAvx2 = 8;
+
+int64_t int_mm_min_rows() {
+  static const int64_t rows =
+      std::string(cpu::gemm_s8s8_isa()) == "avx512_vnni" ? kIntMmMinRowsVnni : kIntMmMinRowsAvx2;
+  return rows;
+}
+
 
 // The checks both devices share: x [..., K] float contiguous (returns K), qweight int8 [N, K]
 // contiguous on x's device, bias [N] like x (b receives it contiguous, or stays undefined).
@@ -66,7 +76,7 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
   at::Tensor sx = at::empty({M}, x.options());
   cpu::quantize_int8(x.data_ptr<float>(), M, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>());
   at::Tensor acc;
-  if (M >= kIntMmMinRows) {
+  if (M >= int_mm_min_rows()) {
     acc = at::_int_mm(xq, qweight.t());
   } else {
     acc = at::empty({M, N}, x.options().dtype(at::kInt));
