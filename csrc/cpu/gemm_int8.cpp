@@ -211,7 +211,7 @@ bool has_vnni() {
 template <Act A>
 void epilogue(const int32_t* acc, const float* sx, const float* sw, const float* bias, int64_t m, int64_t n,
               float* y) {
-#pragma omp parallel for schedule(static) if (m * n > 262144)
+#pragma omp parallel for schedule(static) if (m * n > 32768)
   for (int64_t i = 0; i < m; ++i) {
     const float s = sx[i];
     const int32_t* a = acc + i * n;
@@ -246,7 +246,7 @@ void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, cons
 }
 
 void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales) {
-#pragma omp parallel for schedule(static) if (n * k > 262144)
+#pragma omp parallel for schedule(static) if (n * k > 32768)
   for (int64_t r = 0; r < n; ++r) {
     const float* row = w + r * k;
     int8_t* qr = q + r * k;
