@@ -161,6 +161,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("packed_gemm_isa", &eet::cpu::gemm_packed_isa,
         "The instruction set of the float32 packed GEMM (decode steps) on this CPU: 'avx512' or 'avx2' "
         "(bit-identical results; EET_LIKE_NO_AVX512=1 forces 'avx2')");
+  m.def("int8_gemm_amx", &eet::cpu::gemm_s8s8_amx_available,
+        "Whether linear_int8 runs its AMX kernel (4 to 128 rows, K % 64 == 0) on this CPU: AMX-INT8 "
+        "present, tile registers granted by the kernel, EET_LIKE_NO_AMX unset");
   m.def("int8_gemm_isa", &eet::cpu::gemm_s8s8_isa,
         "The instruction set of the few-row int8 GEMM of linear_int8 on this CPU: 'avx512_vnni' or 'avx2'");
 }

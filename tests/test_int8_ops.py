@@ -2,6 +2,8 @@
 sums) against eet_like.reference (exact quantization, fp32 tolerance after the epilogue), the
 exactness of the integer part and of a row whatever the batch, the error bound against float,
 opcheck and bad inputs. The CUDA kernels (weight-only): test_int8_cuda_ops.py."""
+import os
+
 import pytest
 import torch
 
@@ -88,17 +90,17 @@ def test_linear_int8_vocab_sized(rows, vocab_weight):
 def test_linear_int8_rows_independent():
     """[B, S, K] input; a row's result is bitwise the same whatever the other rows are and
     whichever kernel ran (1..300 rows cross the few-row kernel / at::_int_mm boundary)."""
-    n, k = 40, 129
-    q, s = ops.quantize_int8(weight(n, k))
-    b = torch.randn(n)
-    x = torch.randn(3, 100, k)
-    y = ops.linear_int8(x, q, s, b, "gelu")
-    assert y.shape == (3, 100, n)
-    flat = x.view(-1, k)
-    for rows in (1, 2, 5, 7, 8, 9, 33, 300):
-        for start in (0, 300 - rows):
-            part = ops.linear_int8(flat[start:start + rows].contiguous(), q, s, b, "gelu")
-            assert torch.equal(part, y.view(-1, n)[start:start + rows]), (rows, start)
+    for n, k in ((40, 129), (40, 128)):  # K % 64 == 0: the AMX kernel from 4 to 128 rows
+        q, s = ops.quantize_int8(weight(n, k))
+        b = torch.randn(n)
+        x = torch.randn(3, 100, k)
+        y = ops.linear_int8(x, q, s, b, "gelu")
+        assert y.shape == (3, 100, n)
+        flat = x.view(-1, k)
+        for rows in (1, 2, 3, 4, 5, 7, 8, 9, 33, 128, 129, 300):
+            for start in (0, 300 - rows):
+                part = ops.linear_int8(flat[start:start + rows].contiguous(), q, s, b, "gelu")
+                assert torch.equal(part, y.view(-1, n)[start:start + rows]), (n, k, rows, start)
 
 
 def test_linear_int8_error_bound_against_float():
@@ -158,3 +160,52 @@ def test_int8_bad_inputs():
     with pytest.raises(TypeError, match="scales must be a torch.Tensor"):
         ops.linear_int8(x, q, None)
 
+
+
+# The AMX kernel (4..128 rows, K % 64 == 0, where the CPU has AMX-INT8): its row blocks of 16 and
+# 32 with row tails, its weight-row pairs with a 16-row and a partial (N % 16) tail, K steps of 64.
+AMX_CASES = [(rows, n, k) for rows in (4, 5, 15, 16, 17, 31, 32, 33, 64, 100, 128, 129)
+             for n, k in ((50, 64), (16, 128), (7, 192), (33, 640))] + [(rows, 2304, 768) for rows in (4, 40, 128)]
+
+
+@pytest.mark.parametrize("rows,n,k", AMX_CASES)
+def test_linear_int8_amx_shapes_match_reference(rows, n, k):
+    g = torch.Generator().manual_seed(rows * 7 + n)
+    x = torch.randn(rows, k, generator=g)
+    x[rows // 3] *= 50
+    q, s = ops.quantize_int8(weight(n, k, seed=n))
+    bias = torch.randn(n, generator=g)
+    torch.testing.assert_close(ops.linear_int8(x, q, s, bias, "gelu_new"),
+                               reference.linear_int8(x, q, s, bias, "gelu_new"), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [4, 17, 100])
+def test_linear_int8_amx_integer_part_exact(rows):
+    n, k = 37, 192
+    q, s = ops.quantize_int8(weight(n, k))
+    x = torch.randint(-127, 128, (rows, k)).float()
+    x[:, 0] = 127.0                                         # sx = 1 exactly
+    y = ops.linear_int8(x, q, torch.ones(n))
+    assert torch.equal(y.double(), x.double() @ q.double().T)
+
+
+def test_linear_int8_same_bits_without_amx(tmp_path):
+    """EET_LIKE_NO_AMX (read once per process, so in a second interpreter) sends 4..128 rows to
+    the VNNI/AVX2 kernel or at::_int_mm: the same integers, so the same bits."""
+    import subprocess
+    import sys
+    g = torch.Generator().manual_seed(5)
+    q, s = ops.quantize_int8(weight(70, 256))
+    b = torch.randn(70, generator=g)
+    xs = [torch.randn(rows, 256, generator=g) for rows in (4, 9, 16, 33, 128)]
+    torch.save((q, s, b, xs), tmp_path / "in.pt")
+    code = ("import torch, sys\nfrom eet_like import ops\n"
+            "q, s, b, xs = torch.load(sys.argv[1])\n"
+            "assert not ops.int8_gemm_amx()\n"
+            "torch.save([ops.linear_int8(x, q, s, b, 'gelu') for x in xs], sys.argv[2])\n")
+    env = dict(os.environ, EET_LIKE_NO_AMX="1")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
+                   env=env)
+    other = torch.load(tmp_path / "out.pt")
+    for x, y in zip(xs, other):
+        assert torch.equal(ops.linear_int8(x, q, s, b, "gelu"), y)

@@ -2,8 +2,9 @@
 // quantize_int8(W) = (qweight int8 [N, K], scales [N] float32).
 // CPU (float32 x): each row of x is quantized to int8 with its own symmetric scale
 // (cpu::quantize_int8), the product is exact int32, then cpu::dequant_bias_act (W8A8). The
-// int32 GEMM: the eet_like VNNI/AVX2 kernel for few rows (decode steps), at::_int_mm (oneDNN)
-// from int_mm_min_rows() rows (prompts, BERT batches). Both give the same integers and share the
+// int32 GEMM: the eet_like AMX kernel from kAmxMinRows to kAmxMaxRows rows where the CPU has
+// AMX, the eet_like VNNI/AVX2 kernel for fewer rows (decode steps), at::_int_mm (oneDNN) from
+// int_mm_min_rows() rows otherwise (prompts, BERT batches). All give the same integers and share the
 // epilogue, so a row's result depends on that row only.
 // CUDA (float32/float16/bfloat16 x, bias and y; scales always float32): weight-only (W8A16),
 // x is not quantized. Up to cuda::kLinearInt8MaxRows rows: cuda::linear_int8 (int8 weights
@@ -21,12 +22,20 @@ namespace eet {
 
 namespace {
 
-// Rows from which at::_int_mm (oneDNN; AMX on the development Xeon) takes over from the eet_like
+// Rows from which at::_int_mm (oneDNN; ~370 GMAC/s here, VNNI rates) takes over from the eet_like
 // kernel. Measured on the 2-core Xeon over the 49 GEMMs of a GPT-2 small decode step (weights
 // streamed from memory, as in decoding; best of 5): 8 rows VNNI 8.4 ms vs _int_mm 10.1, 12 rows
 // 10.3 vs 10.8, 16 rows 12.6 vs 12.1. The AVX2 kernel keeps the earlier threshold of 8.
 constexpr int64_t kIntMmMinRowsVnni = 12;
 constexpr int64_t kIntMmMinRowsAvx2 = 8;
+
+// The row counts the AMX kernel (gemm_amx.cpp, where the CPU has AMX-INT8 and K % 64 == 0)
+// takes. The same step's GEMMs (weights from memory): 2 rows AMX 6.8 ms vs VNNI 6.6, 4 rows 6.7
+// vs 7.4, 8 rows 7.7 vs 10.1, 16 rows 8.7 vs 14.0 (_int_mm). Single GEMMs with the weight in
+// cache: 32 rows 0.15-0.18 ms vs _int_mm 0.20-0.26, 128 rows even, 2048 rows mixed (19.3 vs 26.7
+// and 13.7 vs 9.8 ms): from 129 rows _int_mm.
+constexpr int64_t kAmxMinRows = 4;
+constexpr int64_t kAmxMaxRows = 128;
 
 int64_t int_mm_min_rows() {
   static const int64_t rows =
@@ -76,7 +85,11 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
   at::Tensor sx = at::empty({M}, x.options());
   cpu::quantize_int8(x.data_ptr<float>(), M, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>());
   at::Tensor acc;
-  if (M >= int_mm_min_rows()) {
+  if (M >= kAmxMinRows && M <= kAmxMaxRows && K % 64 == 0 && cpu::gemm_s8s8_amx_available()) {
+    acc = at::empty({M, N}, x.options().dtype(at::kInt));
+    TORCH_CHECK(cpu::gemm_s8s8_amx(xq.data_ptr<int8_t>(), M, K, qweight.data_ptr<int8_t>(), N, acc.data_ptr<int32_t>()),
+                "linear_int8: the AMX kernel refused its arguments");
+  } else if (M >= int_mm_min_rows()) {
     acc = at::_int_mm(xq, qweight.t());
   } else {
     acc = at::empty({M, N}, x.options().dtype(at::kInt));

@@ -164,8 +164,8 @@ def linear_int8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     sx = max|x_row| / 127, xq = round(x / sx) clamped to [-127, 127]; the products are summed
     exactly in int32, and y = act(acc * (sx * scales) + bias) in float32
     (reference.linear_int8). The int32 sum is exact whatever kernel computes it (AVX-512 VNNI or
-    AVX2 for few rows, oneDNN's at::_int_mm for many), so a row's result never depends on the
-    other rows.
+    AVX2 for few rows, Intel AMX for 4-128 rows where the CPU has it (int8_gemm_amx()), oneDNN's
+    at::_int_mm for many), so a row's result never depends on the other rows.
 
     CUDA (x float32, float16 or bfloat16; scales float32 whatever x's dtype): weight-only
     (W8A16), x is not quantized: y = act(scales * (x @ q.T) + bias) with float32 accumulation
@@ -181,6 +181,13 @@ def linear_int8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     _rank(qweight, "qweight", 2, "[N, K]")
     _check_activation(activation)
     return _ops.linear_int8(x, qweight, scales, bias, activation)
+
+
+def int8_gemm_amx() -> bool:
+    """Whether linear_int8 on CPU runs its Intel AMX kernel for 4 to 128 rows (with K a multiple
+    of 64): the CPU has AMX-INT8, Linux granted the tile registers, and EET_LIKE_NO_AMX is not
+    set (any value turns it off). Same integers as the other kernels, so the same results."""
+    return _C.int8_gemm_amx()
 
 
 def int8_gemm_isa() -> str:

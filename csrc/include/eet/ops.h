@@ -101,6 +101,10 @@ constexpr int64_t kInt8MaxK = 65536;  // (q + 128) * w sums stay below 2^31
 void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales);
 void gemm_s8s8_s32(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc);
 const char* gemm_s8s8_isa();
+// The same product on Intel AMX (gemm_amx.cpp) for K % 64 == 0; false (nothing written) where it
+// cannot run: no AMX-INT8, no permission for the tile registers, EET_LIKE_NO_AMX set, or K.
+bool gemm_s8s8_amx(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc);
+bool gemm_s8s8_amx_available();
 void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, const float* bias, Act act,
                       int64_t m, int64_t n, float* y);
 
