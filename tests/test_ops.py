@@ -259,6 +259,35 @@ def test_linear_packed_isas_bit_identical(tmp_path):
         assert torch.equal(a, b)
 
 
+def _prompt_attention_outputs():
+    """The prompt attention on head dims of every vector tail (64, 80: a 16-dim tail at AVX-512
+    width, 40 and 24: an 8-dim one, 20: scalar), causal and not, padded rows, 4-9 queries."""
+    g = torch.Generator().manual_seed(12)
+    out = []
+    for b, s, h, d in [(1, 8, 2, 64), (1, 128, 12, 64), (2, 37, 3, 80), (3, 21, 2, 40), (2, 9, 1, 24),
+                       (2, 5, 2, 20), (1, 4, 1, 64)]:
+        qkv = rand(b, s, 3 * h * d, gen=g)
+        ks = torch.tensor([i % 3 for i in range(b)], dtype=torch.int32)
+        out.append(ops.attention(qkv, h, True, key_start=ks))
+        out.append(ops.attention(qkv, h, False))
+    return out
+
+
+def test_prompt_attention_isas_bit_identical(tmp_path):
+    """The AVX-512 prompt attention (8 queries x 32 keys blocks) gives the AVX2 kernel's bits
+    (EET_LIKE_NO_AVX512=1 in a second interpreter)."""
+    if ops.packed_gemm_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512F: only the AVX2 kernel runs here")
+    path = tmp_path / "avx2.pt"
+    code = ("import sys, torch; sys.path.insert(0, sys.argv[2]); import test_ops; "
+            "torch.save(test_ops._prompt_attention_outputs(), sys.argv[1])")
+    env = dict(os.environ, EET_LIKE_NO_AVX512="1")
+    subprocess.run([sys.executable, "-c", code, str(path), os.path.dirname(os.path.abspath(__file__))],
+                   env=env, check=True)
+    for a, b in zip(_prompt_attention_outputs(), torch.load(path), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_linear_packed_row_invariant():
     """A row's result is the same bits alone or in a batch of any size (every row block)."""
     g = torch.Generator().manual_seed(5)

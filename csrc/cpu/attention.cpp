@@ -5,6 +5,7 @@
 // (fewer than 4 queries) take one dot product per key.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -18,18 +19,44 @@ namespace cpu {
 
 namespace {
 
-constexpr int kQB = 4;   // queries per register block
-constexpr int kKB = 16;  // keys per register block (two v8)
+constexpr int kQB = 4;        // queries per register block (AVX2; 8 with AVX-512)
+constexpr int kQBMax = 8;
+constexpr int kKBMax = 32;    // keys per register block: two vectors (16 AVX2, 32 AVX-512)
 
-// Softmax of s[0, n) in place, zeroing s[n, n_pad); returns 1/sum (0 when n <= 0).
-float softmax_row(float* s, int64_t n, int64_t n_pad) {
+// GCC: the generic helpers below take and return v16 by value; they are always inlined into the
+// AVX-512 kernel, so the ABI note about AVX-512 vectors never applies.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+// Unaligned loads and stores through memcpy: a template argument drops the aligned(4) of the
+// v8/v16 typedefs, so a dereference would assume full vector alignment.
+template <class V>
+__attribute__((always_inline)) inline V vload(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+__attribute__((always_inline)) inline void vstore(float* p, V x) { std::memcpy(p, &x, sizeof(V)); }
+
+// Softmax of s[0, n) in place, zeroing s[n, n_pad); returns 1/sum (0 when n <= 0). Not inlined:
+// its vectorized sums must not change with the instruction set of the caller (the AVX-512 and
+// AVX2 prompt kernels give the same bits).
+__attribute__((noinline)) float softmax_row(float* s, int64_t n, int64_t n_pad) {
   if (n <= 0) {
     std::fill(s, s + n_pad, 0.f);
     return 0.f;
   }
-  float mx = s[0];
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  // The max 8 lanes at a time (GCC leaves the omp simd max reduction scalar: a 4-cycle
+  // dependency per score, most of a prompt pass's softmax). The max is the same whatever order.
+  __m256 vm = _mm256_set1_ps(s[0]);
+  int64_t j8 = 0;
+  for (; j8 + 8 <= n; j8 += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j8));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vm);
+  float mx = lanes[0];
+  for (float l : lanes) mx = std::max(mx, l);
+  for (; j8 < n; ++j8) mx = std::max(mx, s[j8]);
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
@@ -41,17 +68,22 @@ float softmax_row(float* s, int64_t n, int64_t n_pad) {
 }
 
 // Prompt pass for one (b, h): K is transposed once into kt [D, n_pad] (zero padded), then
-// blocks of kQB queries x kKB keys are computed with the accumulators in registers (scores),
-// and the same for kQB queries x 16 output dims (P V), GEMM-style.
-void attend_block_rows(const AttnParams& p, int64_t b, int64_t h, int64_t ks, int64_t ke, float* kt,
-                       float* scores, float* qbuf) {
+// blocks of QB queries x 2 vectors of keys are computed with the accumulators in registers
+// (scores), and the same for QB queries x 2 vectors of output dims (P V), GEMM-style. V is the
+// vector type: v8 (AVX2, QB 4) or v16 (AVX-512, QB 8). Each score and output element is one FMA
+// chain over d (scores) or over the keys (P V) in the same order whatever V and QB, so both
+// instances give the same bits (the AVX-512 one is inlined into a target("avx512f") wrapper).
+template <class V, int QB>
+__attribute__((always_inline)) inline void attend_block_rows_t(const AttnParams& p, int64_t b, int64_t h, int64_t ks,
+                                                               int64_t ke, float* kt, float* scores, float* qbuf) {
+  constexpr int L = sizeof(V) / sizeof(float), KB = 2 * L;
   const int64_t D = p.head_dim, Sq = p.q_len;
   const float* q = static_cast<const float*>(p.q) + b * p.q_stride_b + h * p.q_stride_h;
   const float* k = static_cast<const float*>(p.k) + b * p.k_stride_b + h * p.k_stride_h;
   const float* v = static_cast<const float*>(p.v) + b * p.v_stride_b + h * p.v_stride_h;
   float* out = static_cast<float*>(p.out) + b * p.o_stride_b + h * p.o_stride_h;
   const int64_t n_all = std::max<int64_t>(ke - ks, 0);
-  const int64_t n_pad = (n_all + kKB - 1) / kKB * kKB;
+  const int64_t n_pad = (n_all + KB - 1) / KB * KB;
   for (int64_t j = 0; j < n_all; ++j) {
     const float* kj = k + (ks + j) * p.k_stride_s;
     for (int64_t d = 0; d < D; ++d) kt[d * n_pad + j] = kj[d];
@@ -59,66 +91,104 @@ void attend_block_rows(const AttnParams& p, int64_t b, int64_t h, int64_t ks, in
   for (int64_t d = 0; d < D; ++d)
     for (int64_t j = n_all; j < n_pad; ++j) kt[d * n_pad + j] = 0.f;
 
-  for (int64_t i0 = 0; i0 < Sq; i0 += kQB) {
-    const int64_t qb = std::min<int64_t>(kQB, Sq - i0);
-    int64_t row_n[kQB];
+  for (int64_t i0 = 0; i0 < Sq; i0 += QB) {
+    const int64_t qb = std::min<int64_t>(QB, Sq - i0);
+    int64_t row_n[QB];
     int64_t n = 0;
-    for (int r = 0; r < kQB; ++r) {
+    for (int r = 0; r < QB; ++r) {
       const int64_t i = i0 + std::min<int64_t>(r, qb - 1);
       const int64_t hi = p.causal ? std::min<int64_t>(ke, i + p.causal_offset + 1) : ke;
       row_n[r] = r < qb ? std::max<int64_t>(hi - ks, 0) : 0;
       n = std::max(n, row_n[r]);
       const float* qi = q + i * p.q_stride_s;
-      for (int64_t d = 0; d < D; ++d) qbuf[r * D + d] = qi[d] * p.scale;
+      for (int64_t d = 0; d < D; ++d) qbuf[d * QB + r] = qi[d] * p.scale;
     }
-    const int64_t nb = (n + kKB - 1) / kKB * kKB;
-    for (int64_t j0 = 0; j0 < nb; j0 += kKB) {
-      v8 acc[kQB][2];
-      for (int r = 0; r < kQB; ++r) acc[r][0] = acc[r][1] = splat(0.f);
+    const int64_t nb = (n + KB - 1) / KB * KB;
+    for (int64_t j0 = 0; j0 < nb; j0 += KB) {
+      V acc[QB][2];
+#pragma GCC unroll 8
+      for (int r = 0; r < QB; ++r) acc[r][0] = acc[r][1] = V{};
       const float* ktj = kt + j0;
       for (int64_t d = 0; d < D; ++d) {
-        const v8 k0 = load8(ktj + d * n_pad), k1 = load8(ktj + d * n_pad + 8);
-        for (int r = 0; r < kQB; ++r) {
-          const v8 qd = splat(qbuf[r * D + d]);
+        const V k0 = vload<V>(ktj + d * n_pad), k1 = vload<V>(ktj + d * n_pad + L);
+#pragma GCC unroll 8
+        for (int r = 0; r < QB; ++r) {
+          const float qd = qbuf[d * QB + r];  // scalar x vector: one broadcast
           acc[r][0] += qd * k0;
           acc[r][1] += qd * k1;
         }
       }
-      for (int r = 0; r < kQB; ++r) {
-        store8(scores + r * n_pad + j0, acc[r][0]);
-        store8(scores + r * n_pad + j0 + 8, acc[r][1]);
+#pragma GCC unroll 8
+      for (int r = 0; r < QB; ++r) {
+        vstore(scores + r * n_pad + j0, acc[r][0]);
+        vstore(scores + r * n_pad + j0 + L, acc[r][1]);
       }
     }
-    float inv[kQB];
-    for (int r = 0; r < kQB; ++r) inv[r] = softmax_row(scores + r * n_pad, row_n[r], nb);
+    float inv[QB];
+    for (int r = 0; r < QB; ++r) inv[r] = softmax_row(scores + r * n_pad, row_n[r], nb);
+    // The probabilities key-major (pt[j * QB + r]): the P V loops broadcast the QB values of a
+    // key from one base address (row-major, each row took a register of its own and spilled).
+    float* pt = scores + QB * n_pad;
+    for (int64_t j = 0; j < n; ++j)
+      for (int r = 0; r < QB; ++r) pt[j * QB + r] = scores[r * n_pad + j];
     int64_t d0 = 0;
-    for (; d0 + 16 <= D; d0 += 16) {
-      v8 acc[kQB][2];
-      for (int r = 0; r < kQB; ++r) acc[r][0] = acc[r][1] = splat(0.f);
+    for (; d0 + KB <= D; d0 += KB) {
+      V acc[QB][2];
+#pragma GCC unroll 8
+      for (int r = 0; r < QB; ++r) acc[r][0] = acc[r][1] = V{};
       for (int64_t j = 0; j < n; ++j) {
         const float* vj = v + (ks + j) * p.v_stride_s + d0;
-        const v8 v0 = load8(vj), v1 = load8(vj + 8);
-        for (int r = 0; r < kQB; ++r) {
-          const v8 pj = splat(scores[r * n_pad + j]);
+        const V v0 = vload<V>(vj), v1 = vload<V>(vj + L);
+#pragma GCC unroll 8
+        for (int r = 0; r < QB; ++r) {
+          const float pj = pt[j * QB + r];
           acc[r][0] += pj * v0;
           acc[r][1] += pj * v1;
         }
       }
       for (int r = 0; r < qb; ++r) {
         float* o = out + (i0 + r) * p.o_stride_s + d0;
-        store8(o, acc[r][0] * splat(inv[r]));
-        store8(o + 8, acc[r][1] * splat(inv[r]));
+        vstore(o, acc[r][0] * inv[r]);
+        vstore(o + L, acc[r][1] * inv[r]);
       }
     }
-    for (; d0 < D; ++d0) {  // head_dim tail (head_dim % 16 != 0)
-      float acc[kQB] = {0.f, 0.f, 0.f, 0.f};
+    for (; d0 + L <= D; d0 += L) {  // one vector of dims left (AVX-512: head_dim % 32 == 16)
+      V acc[QB];
+      for (int r = 0; r < QB; ++r) acc[r] = V{};
+      for (int64_t j = 0; j < n; ++j) {
+        const V v0 = vload<V>(v + (ks + j) * p.v_stride_s + d0);
+        for (int r = 0; r < QB; ++r) acc[r] += pt[j * QB + r] * v0;
+      }
+      for (int r = 0; r < qb; ++r) vstore(out + (i0 + r) * p.o_stride_s + d0, acc[r] * inv[r]);
+    }
+    for (; d0 + 8 <= D; d0 += 8) {  // 8 dims left (AVX-512: as the AVX2 kernel does them)
+      v8 acc[QB];
+      for (int r = 0; r < QB; ++r) acc[r] = splat(0.f);
+      for (int64_t j = 0; j < n; ++j) {
+        const v8 v0 = vload<v8>(v + (ks + j) * p.v_stride_s + d0);
+        for (int r = 0; r < QB; ++r) acc[r] += splat(pt[j * QB + r]) * v0;
+      }
+      for (int r = 0; r < qb; ++r) vstore(out + (i0 + r) * p.o_stride_s + d0, acc[r] * splat(inv[r]));
+    }
+    for (; d0 < D; ++d0) {  // head_dim tail (head_dim % 8 != 0)
+      float acc[QB] = {};
       for (int64_t j = 0; j < n; ++j) {
         const float vj = v[(ks + j) * p.v_stride_s + d0];
-        for (int r = 0; r < kQB; ++r) acc[r] += scores[r * n_pad + j] * vj;
+        for (int r = 0; r < QB; ++r) acc[r] = __builtin_fmaf(pt[j * QB + r], vj, acc[r]);  // fused, whatever vectorizes it
       }
       for (int r = 0; r < qb; ++r) out[(i0 + r) * p.o_stride_s + d0] = acc[r] * inv[r];
     }
   }
+}
+
+void attend_block_rows(const AttnParams& p, int64_t b, int64_t h, int64_t ks, int64_t ke, float* kt, float* scores,
+                       float* qbuf) {
+  attend_block_rows_t<v8, kQB>(p, b, h, ks, ke, kt, scores, qbuf);
+}
+
+__attribute__((target("avx512f"))) void attend_block_rows512(const AttnParams& p, int64_t b, int64_t h, int64_t ks,
+                                                             int64_t ke, float* kt, float* scores, float* qbuf) {
+  attend_block_rows_t<v16, kQBMax>(p, b, h, ks, ke, kt, scores, qbuf);
 }
 
 // The sums of the lanes of each of a[0..7], as one vector [sum a[0], ..., sum a[7]].
@@ -219,18 +289,27 @@ void attend_rows_direct(const AttnParams& p, int64_t b, int64_t h, int64_t ks, i
 
 }  // namespace
 
+// The AVX-512 prompt kernel where the CPU has AVX-512F, unless EET_LIKE_NO_AVX512 is set (the
+// same switch as the packed GEMM's); same bits as the AVX2 kernel.
+static bool prompt_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && std::getenv("EET_LIKE_NO_AVX512") == nullptr;
+  return yes;
+}
+
 void attention(const AttnParams& p) {
   const int64_t B = p.batch, H = p.heads, Sk = p.k_len, D = p.head_dim;
   const bool blocked = p.q_len >= kQB;
-  const int64_t n_pad = (Sk + kKB - 1) / kKB * kKB;
+  const bool wide = blocked && prompt_avx512();
+  const int64_t n_pad = (Sk + kKBMax - 1) / kKBMax * kKBMax;
   // Tiny problems (a short decode step of one row) run on the calling thread: waking the
   // team costs more than the work.
   const bool parallel = B * H * p.q_len * Sk * D > 262144;
 #pragma omp parallel if (parallel)
   {
     std::vector<float> kt(blocked ? static_cast<size_t>(D * n_pad) : 0);
-    std::vector<float> scores(static_cast<size_t>((blocked ? kQB : 1) * std::max<int64_t>(n_pad, 1)));
-    std::vector<float> qbuf(static_cast<size_t>(kQB * D)), acc(static_cast<size_t>(D));
+    // Prompt: QB rows of scores, then their probabilities key-major (2 * QB * n_pad).
+    std::vector<float> scores(static_cast<size_t>((blocked ? 2 * kQBMax : 1) * std::max<int64_t>(n_pad, 1)));
+    std::vector<float> qbuf(static_cast<size_t>(kQBMax * D)), acc(static_cast<size_t>(D));
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t h = 0; h < H; ++h) {
@@ -239,7 +318,9 @@ void attention(const AttnParams& p) {
         if (p.past_end_empty && ke > Sk) ke = 0;
         ks = std::clamp<int64_t>(ks, 0, Sk);
         ke = std::clamp<int64_t>(ke, 0, Sk);
-        if (blocked)
+        if (wide)
+          attend_block_rows512(p, b, h, ks, ke, kt.data(), scores.data(), qbuf.data());
+        else if (blocked)
           attend_block_rows(p, b, h, ks, ke, kt.data(), scores.data(), qbuf.data());
         else
           attend_rows_direct(p, b, h, ks, ke, scores.data(), acc.data());

@@ -73,6 +73,36 @@ void pack_x(const int8_t* xq, int64_t m, int64_t k, int64_t mblocks, int8_t* xb)
 // One block: weight rows w (nrows_a = 1 or 2 tiles of 16, row stride k), activation tiles
 // mb0 (and mb0 + 1 when two_b); writes the sums into acc[m, n] (transposed from C^T), rows
 // below m and columns below n only.
+// dst[i * ld + j] = t[j][i] for a full 16 x 16 int32 tile: four rounds of in-register shuffles
+// (the scalar loop costed more than the tile products at K = 768).
+EET_AMX_TARGET inline void store_transposed16(const int32_t (&t)[kTileRows][kTileRows], int32_t* dst, int64_t ld) {
+  __m512i r[16], u[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(t[i]);
+  for (int i = 0; i < 16; i += 2) {  // 2x2 blocks of 32-bit elements
+    u[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    u[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // 4x4 blocks
+    r[i] = _mm512_unpacklo_epi64(u[i], u[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(u[i], u[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(u[i + 1], u[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(u[i + 1], u[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {  // 8x8 blocks: 128-bit lanes of rows i, i + 4 and i + 8, i + 12
+    u[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    u[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    u[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    u[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {  // 16x16
+    r[i] = _mm512_shuffle_i32x4(u[i], u[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(u[i], u[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_i32x4(u[i + 4], u[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(u[i + 4], u[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + i * ld, r[i]);
+}
+
 // next_w (or null): the weight rows of the thread's next block, prefetched one cache line per
 // row and k step (a decode step streams each weight from memory once; the tile loads alone
 // leave the kernel waiting on memory).
@@ -108,6 +138,10 @@ EET_AMX_TARGET void amx_block(const int8_t* w, int64_t k, const int8_t* xb, int6
       const int32_t(&t)[kTileRows][kTileRows] = c[a * 2 + bt];
       const int64_t r0 = (mb0 + bt) * kTileRows, c0 = n0 + a * kTileRows;
       const int64_t rr = std::min<int64_t>(kTileRows, m - r0), cc = std::min<int64_t>(kTileRows, n - c0);
+      if (rr == kTileRows && cc == kTileRows) {
+        store_transposed16(t, acc + r0 * n + c0, n);
+        continue;
+      }
       for (int64_t i = 0; i < rr; ++i)
         for (int64_t j = 0; j < cc; ++j) acc[(r0 + i) * n + c0 + j] = t[j][i];  // C^T[n][m]
     }
