@@ -26,6 +26,11 @@ namespace {
 
 #define EET_AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f")))
 
+// GCC 12's AVX-512 headers seed unmasked shuffles with a self-initialized "undefined" vector,
+// which -Wall reports in every caller.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 constexpr int kTileRows = 16;  // rows of every tile
 constexpr int kTileBytes = 64;  // bytes per tile row
 constexpr int64_t kKStep = 64;  // k per tile product (64 int8 per A row)
