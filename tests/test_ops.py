@@ -242,21 +242,25 @@ def _packed_outputs():
     return out
 
 
-def test_linear_packed_isas_bit_identical(tmp_path):
-    """The AVX-512 kernel gives the AVX2 kernel's bits (EET_LIKE_NO_AVX512=1 forces AVX2 in a
-    second interpreter): a row's result does not depend on the CPU's kernel, so generate() and
-    the server's decode_rows agree whichever one runs."""
+def _same_bits_as_avx2(outputs_fn, tmp_path):
+    """outputs_fn() (a function of this module) here equals its result in a second interpreter
+    with EET_LIKE_NO_AVX512=1 (the AVX2 kernels), bit for bit."""
     if ops.packed_gemm_isa() != "avx512":
-        pytest.skip("this CPU has no AVX-512F: only the AVX2 kernel runs here")
+        pytest.skip("this CPU has no AVX-512F: only the AVX2 kernels run here")
     path = tmp_path / "avx2.pt"
     code = ("import sys, torch; sys.path.insert(0, sys.argv[2]); from eet_like import ops; import test_ops; "
-            "assert ops.packed_gemm_isa() == 'avx2'; torch.save(test_ops._packed_outputs(), sys.argv[1])")
+            f"assert ops.packed_gemm_isa() == 'avx2'; torch.save(test_ops.{outputs_fn.__name__}(), sys.argv[1])")
     env = dict(os.environ, EET_LIKE_NO_AVX512="1")
     subprocess.run([sys.executable, "-c", code, str(path), os.path.dirname(os.path.abspath(__file__))],
                    env=env, check=True)
-    avx2 = torch.load(path)
-    for a, b in zip(_packed_outputs(), avx2, strict=True):
+    for a, b in zip(outputs_fn(), torch.load(path), strict=True):
         assert torch.equal(a, b)
+
+
+def test_linear_packed_isas_bit_identical(tmp_path):
+    """The AVX-512 kernel gives the AVX2 kernel's bits: a row's result does not depend on the
+    CPU's kernel, so generate() and the server's decode_rows agree whichever one runs."""
+    _same_bits_as_avx2(_packed_outputs, tmp_path)
 
 
 def _prompt_attention_outputs():
@@ -274,18 +278,8 @@ def _prompt_attention_outputs():
 
 
 def test_prompt_attention_isas_bit_identical(tmp_path):
-    """The AVX-512 prompt attention (8 queries x 32 keys blocks) gives the AVX2 kernel's bits
-    (EET_LIKE_NO_AVX512=1 in a second interpreter)."""
-    if ops.packed_gemm_isa() != "avx512":
-        pytest.skip("this CPU has no AVX-512F: only the AVX2 kernel runs here")
-    path = tmp_path / "avx2.pt"
-    code = ("import sys, torch; sys.path.insert(0, sys.argv[2]); import test_ops; "
-            "torch.save(test_ops._prompt_attention_outputs(), sys.argv[1])")
-    env = dict(os.environ, EET_LIKE_NO_AVX512="1")
-    subprocess.run([sys.executable, "-c", code, str(path), os.path.dirname(os.path.abspath(__file__))],
-                   env=env, check=True)
-    for a, b in zip(_prompt_attention_outputs(), torch.load(path), strict=True):
-        assert torch.equal(a, b)
+    """The AVX-512 prompt attention (8 queries x 32 keys blocks) gives the AVX2 kernel's bits."""
+    _same_bits_as_avx2(_prompt_attention_outputs, tmp_path)
 
 
 def test_linear_packed_row_invariant():
