@@ -5,7 +5,6 @@
 // (fewer than 4 queries) take one dot product per key.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -289,10 +288,10 @@ void attend_rows_direct(const AttnParams& p, int64_t b, int64_t h, int64_t ks, i
 
 }  // namespace
 
-// The AVX-512 prompt kernel where the CPU has AVX-512F, unless EET_LIKE_NO_AVX512 is set (the
-// same switch as the packed GEMM's); same bits as the AVX2 kernel.
+// The AVX-512 prompt kernel exactly where the packed GEMM runs its AVX-512 kernel (AVX-512F,
+// EET_LIKE_NO_AVX512 unset: one switch for both); same bits as the AVX2 kernel.
 static bool prompt_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && std::getenv("EET_LIKE_NO_AVX512") == nullptr;
+  static const bool yes = std::strcmp(gemm_packed_isa(), "avx512") == 0;
   return yes;
 }
 
