@@ -42,7 +42,8 @@ def test_quantize_int8_matches_reference(n, k):
 
 # Row blocks of the few-row kernel (4/3/2/1 rows; the first row block of a weight block sums its
 # weights, the later ones reuse the sums; 4/1 weight rows; K tails of 64 and 16, and none), the
-# at::_int_mm path (from 12 rows with VNNI, 8 with AVX2), and odd GPT-2-like sizes.
+# many-row paths (at::_int_mm from 12 rows with VNNI, the AVX2 panel GEMM from 16), and odd
+# GPT-2-like sizes.
 CASES = [(rows, n, k, bias) for rows in (1, 2, 3, 4, 5, 7, 9, 11, 12, 31, 32, 45)
          for n, k, bias in ((50, 33, True), (7, 769, False))]
 CASES += [(rows, 2304, 768, True) for rows in (1, 8, 11, 64)]
@@ -189,23 +190,77 @@ def test_linear_int8_amx_integer_part_exact(rows):
     assert torch.equal(y.double(), x.double() @ q.double().T)
 
 
+def linear_int8_in_second_interpreter(tmp_path, env, check, q, s, b, xs):
+    """ops.linear_int8(x, q, s, b, 'gelu') for every x of xs in a second interpreter with `env`
+    added to the environment (the kernel switches are read once per process), after it asserts
+    `check` (a Python expression over ops)."""
+    import subprocess
+    import sys
+    torch.save((q, s, b, xs), tmp_path / "in.pt")
+    code = ("import torch, sys\nfrom eet_like import ops\n"
+            "q, s, b, xs = torch.load(sys.argv[1])\n"
+            f"assert {check}\n"
+            "torch.save([ops.linear_int8(x, q, s, b, 'gelu') for x in xs], sys.argv[2])\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
+                   env=dict(os.environ, **env))
+    return torch.load(tmp_path / "out.pt")
+
+
 def test_linear_int8_same_bits_without_amx(tmp_path):
     """EET_LIKE_NO_AMX (read once per process, so in a second interpreter) sends 4..128 rows to
     the VNNI/AVX2 kernel or at::_int_mm: the same integers, so the same bits."""
-    import subprocess
-    import sys
     g = torch.Generator().manual_seed(5)
     q, s = ops.quantize_int8(weight(70, 256))
     b = torch.randn(70, generator=g)
     xs = [torch.randn(rows, 256, generator=g) for rows in (4, 9, 16, 33, 128)]
-    torch.save((q, s, b, xs), tmp_path / "in.pt")
-    code = ("import torch, sys\nfrom eet_like import ops\n"
-            "q, s, b, xs = torch.load(sys.argv[1])\n"
-            "assert not ops.int8_gemm_amx()\n"
-            "torch.save([ops.linear_int8(x, q, s, b, 'gelu') for x in xs], sys.argv[2])\n")
-    env = dict(os.environ, EET_LIKE_NO_AMX="1")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True,
-                   env=env)
-    other = torch.load(tmp_path / "out.pt")
+    other = linear_int8_in_second_interpreter(tmp_path, {"EET_LIKE_NO_AMX": "1"}, "not ops.int8_gemm_amx()",
+                                              q, s, b, xs)
+    for x, y in zip(xs, other):
+        assert torch.equal(ops.linear_int8(x, q, s, b, "gelu"), y)
+
+
+# The AVX2 panel GEMM (from 16 rows without VNNI; on a VNNI machine these run the other kernels and
+# test_linear_int8_same_bits_with_avx2 runs them here): 6-row blocks with 1..5-row tails, 16-column
+# panels with a partial one, K tails of 16 and an odd K (the last k pair half zero), and K over
+# 512 (the 256-pair passes accumulate).
+PANEL_CASES = [(rows, n, k) for rows in (16, 17, 18, 19, 20, 21, 47, 130)
+               for n, k in ((50, 33), (16, 64), (7, 1), (33, 1031))] + [(rows, 3072, 768) for rows in (16, 64)]
+
+
+@pytest.mark.parametrize("rows,n,k", PANEL_CASES)
+def test_linear_int8_many_rows_match_reference(rows, n, k):
+    g = torch.Generator().manual_seed(rows * 11 + n)
+    x = torch.randn(rows, k, generator=g)
+    x[rows // 4] *= 30
+    q, s = ops.quantize_int8(weight(n, k, seed=n + k))
+    bias = torch.randn(n, generator=g)
+    torch.testing.assert_close(ops.linear_int8(x, q, s, bias, "gelu"), reference.linear_int8(x, q, s, bias, "gelu"),
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows,k", [(16, 1031), (23, 1100), (40, 64)])
+def test_linear_int8_many_rows_integer_part_exact(rows, k):
+    n = 35
+    q, s = ops.quantize_int8(weight(n, k))
+    x = torch.randint(-127, 128, (rows, k)).float()
+    x[:, 0] = 127.0                                         # sx = 1 exactly
+    x[1] = 127.0                                            # the largest sums
+    q[2] = 127
+    y = ops.linear_int8(x, q, torch.ones(n))
+    assert torch.equal(y.double(), x.double() @ q.double().T)
+
+
+def test_linear_int8_same_bits_with_avx2(tmp_path):
+    """EET_LIKE_NO_AVX512 + EET_LIKE_NO_AMX (in a second interpreter) run linear_int8 on the AVX2
+    kernels alone (dot product below 16 rows, the panel GEMM from 16): the same integers as this
+    process's kernels (VNNI, AMX, oneDNN where the CPU has them; the same AVX2 kernels on an
+    AVX2-only CPU), so the same bits."""
+    g = torch.Generator().manual_seed(9)
+    q, s = ops.quantize_int8(weight(70, 1030))
+    b = torch.randn(70, generator=g)
+    xs = [torch.randn(rows, 1030, generator=g) for rows in (1, 5, 15, 16, 17, 64, 131)]
+    other = linear_int8_in_second_interpreter(tmp_path, {"EET_LIKE_NO_AVX512": "1", "EET_LIKE_NO_AMX": "1"},
+                                              "ops.int8_gemm_isa() == 'avx2' and not ops.int8_gemm_amx()",
+                                              q, s, b, xs)
     for x, y in zip(xs, other):
         assert torch.equal(ops.linear_int8(x, q, s, b, "gelu"), y)

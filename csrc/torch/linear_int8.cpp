@@ -3,14 +3,18 @@
 // CPU (float32 x): each row of x is quantized to int8 with its own symmetric scale
 // (cpu::quantize_int8), the product is exact int32, then cpu::dequant_bias_act (W8A8). The
 // int32 GEMM: the eet_like AMX kernel from kAmxMinRows to kAmxMaxRows rows where the CPU has
-// AMX, the eet_like VNNI/AVX2 kernel for fewer rows (decode steps), at::_int_mm (oneDNN) from
-// int_mm_min_rows() rows otherwise (prompts, BERT batches). All give the same integers and share the
-// epilogue, so a row's result depends on that row only.
+// AMX; with AVX-512 VNNI the eet_like VNNI kernel for fewer rows (decode steps) and at::_int_mm
+// (oneDNN) from int_mm_min_rows() rows (prompts, BERT batches); with AVX2 only, the eet_like AVX2
+// kernels for every row count (cpu::gemm_s8s8_s32 picks its panel GEMM for many rows: oneDNN's
+// int8 GEMM without VNNI ran at ~1 GMAC/s). All give the same integers and share the epilogue,
+// so a row's result depends on that row only.
 // CUDA (float32/float16/bfloat16 x, bias and y; scales always float32): weight-only (W8A16),
 // x is not quantized. Up to cuda::kLinearInt8MaxRows rows: cuda::linear_int8 (int8 weights
 // dequantized in registers, fused bias + activation); more rows: cuda::dequantize_int8 into a
 // [N, K] buffer of x's dtype (from the caching allocator), then the CUDA GEMM backend (cuBLAS
 // + the bias_act kernel). No host syncs, so decode steps can be captured in CUDA graphs.
+#include <limits>
+
 #include "enums.h"
 #include "gemm.h"
 #include "op_impls.h"
@@ -25,9 +29,8 @@ namespace {
 // Rows from which at::_int_mm (oneDNN; ~370 GMAC/s here, VNNI rates) takes over from the eet_like
 // kernel. Measured on the 2-core Xeon over the 49 GEMMs of a GPT-2 small decode step (weights
 // streamed from memory, as in decoding; best of 5): 8 rows VNNI 8.4 ms vs _int_mm 10.1, 12 rows
-// 10.3 vs 10.8, 16 rows 12.6 vs 12.1. The AVX2 kernel keeps the earlier threshold of 8.
+// 10.3 vs 10.8, 16 rows 12.6 vs 12.1. Without VNNI, never (the eet_like AVX2 panel GEMM).
 constexpr int64_t kIntMmMinRowsVnni = 12;
-constexpr int64_t kIntMmMinRowsAvx2 = 8;
 
 // The row counts the AMX kernel (gemm_amx.cpp, where the CPU has AMX-INT8 and K % 64 == 0)
 // takes. The same step's GEMMs (weights from memory): 2 rows AMX 6.8 ms vs VNNI 6.6, 4 rows 6.7
@@ -39,7 +42,7 @@ constexpr int64_t kAmxMaxRows = 128;
 
 int64_t int_mm_min_rows() {
   static const int64_t rows =
-      std::string(cpu::gemm_s8s8_isa()) == "avx512_vnni" ? kIntMmMinRowsVnni : kIntMmMinRowsAvx2;
+      std::string(cpu::gemm_s8s8_isa()) == "avx512_vnni" ? kIntMmMinRowsVnni : std::numeric_limits<int64_t>::max();
   return rows;
 }
 

@@ -191,7 +191,10 @@ def int8_gemm_amx() -> bool:
 
 
 def int8_gemm_isa() -> str:
-    """The instruction set of linear_int8's few-row kernel on this CPU: 'avx512_vnni' or 'avx2'."""
+    """The instruction set of linear_int8's own CPU kernels on this CPU: 'avx512_vnni' (few
+    rows; many rows go to oneDNN or the AMX kernel) or 'avx2' (every row count: a dot-product
+    kernel for decode steps, a panel GEMM from 16 rows). EET_LIKE_NO_AVX512 in the environment
+    (any value) before the first call forces 'avx2'. Every kernel gives the same integers."""
     return _C.int8_gemm_isa()
 
 

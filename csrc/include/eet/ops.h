@@ -95,7 +95,8 @@ const char* gemm_packed_isa();
 // scales[r] = max|w[r, :]| / 127, q = round-half-even(w / scale) clamped to [-127, 127] (an
 // all-zero row gets scale 0); used for the weights (once) and for the activations (every
 // call, one scale per token). gemm_s8s8_s32: acc[M, N] = xq[M, K] q[N, K]^T, exact int32
-// (K <= kInt8MaxK), AVX-512 VNNI or AVX2 chosen at run time (gemm_s8s8_isa() says which).
+// (K <= kInt8MaxK), AVX-512 VNNI or AVX2 chosen at run time (gemm_s8s8_isa() says which;
+// EET_LIKE_NO_AVX512 forces AVX2), any row count (AVX2: a panel GEMM from 16 rows).
 // dequant_bias_act: y[m, n] = act(float(acc[m, n]) * (sx[m] * sw[n]) + bias[n]), bias may be null.
 constexpr int64_t kInt8MaxK = 65536;  // (q + 128) * w sums stay below 2^31
 void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales);
