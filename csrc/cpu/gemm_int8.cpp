@@ -289,10 +289,28 @@ void panel_block(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t k
 }
 
 // The 6-row block in assembly: GCC's allocation of the intrinsic version copies or spills the
-// 12 accumulators every step (~40% of the vpmaddwd rate; this one ~65% on one Zen 3 core).
-// ymm0-11 accumulate rows r = 0..5 (columns 0-7 in ymm 2r, 8-15 in ymm 2r+1), ymm12/13 hold the
-// pair of weight vectors of one k pair, ymm14 the broadcast activation pair, ymm15 a product.
-// Two k pairs per loop trip, then the odd one.
+// 12 accumulators every step (~40% of the vpmaddwd rate; this one ~65% on one Zen 3 core, about
+// the rate of a vpmaddwd + vpaddd pair stream there). ymm0-11 accumulate rows r = 0..5 (columns
+// 0-7 in ymm 2r, 8-15 in ymm 2r+1), ymm12/13 hold the two weight vectors of one k pair, ymm14
+// the broadcast activation pair, ymm15 a product. Two k pairs per loop trip, then the odd one.
+// One row of a k pair: the activation pair at ADDR times both weight vectors into ymm A, ymm B.
+#define EET_PANEL_ROW(ADDR, A, B)                          \
+  "vpbroadcastd " ADDR ", %%ymm14\n\t"                     \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"                 \
+  "vpaddd %%ymm15, %%ymm" #A ", %%ymm" #A "\n\t"           \
+  "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"                 \
+  "vpaddd %%ymm14, %%ymm" #B ", %%ymm" #B "\n\t"
+// One k pair: the activations at byte offset OX of each row, the weights at OW and OW2 = OW + 32.
+#define EET_PANEL_PAIR(OX, OW, OW2)                        \
+  "vmovdqa " #OW "(%[pw]), %%ymm12\n\t"                    \
+  "vmovdqa " #OW2 "(%[pw]), %%ymm13\n\t"                   \
+  EET_PANEL_ROW(#OX "(%[r0])", 0, 1)                       \
+  EET_PANEL_ROW(#OX "(%[r0],%[ld],1)", 2, 3)               \
+  EET_PANEL_ROW(#OX "(%[r0],%[ld],2)", 4, 5)               \
+  EET_PANEL_ROW(#OX "(%[r3])", 6, 7)                       \
+  EET_PANEL_ROW(#OX "(%[r3],%[ld],1)", 8, 9)               \
+  EET_PANEL_ROW(#OX "(%[r3],%[ld],2)", 10, 11)
+
 void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t kp, int32_t* out,
                   bool accumulate) {
   const int64_t ldb = ld * static_cast<int64_t>(sizeof(int16_t)), odd = kp & 1, acc_in = accumulate;
@@ -333,70 +351,8 @@ void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t 
       "test %[pairs], %[pairs]\n\t"
       "jz 2f\n\t"
       "1:\n\t"
-      "vmovdqa 0(%[pw]), %%ymm12\n\t"
-      "vmovdqa 32(%[pw]), %%ymm13\n\t"
-      "vpbroadcastd 0(%[r0]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm1, %%ymm1\n\t"
-      "vpbroadcastd 0(%[r0],%[ld],1), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm3, %%ymm3\n\t"
-      "vpbroadcastd 0(%[r0],%[ld],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm5, %%ymm5\n\t"
-      "vpbroadcastd 0(%[r3]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm7, %%ymm7\n\t"
-      "vpbroadcastd 0(%[r3],%[ld],1), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm9, %%ymm9\n\t"
-      "vpbroadcastd 0(%[r3],%[ld],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm11, %%ymm11\n\t"
-      "vmovdqa 64(%[pw]), %%ymm12\n\t"
-      "vmovdqa 96(%[pw]), %%ymm13\n\t"
-      "vpbroadcastd 4(%[r0]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm1, %%ymm1\n\t"
-      "vpbroadcastd 4(%[r0],%[ld],1), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm3, %%ymm3\n\t"
-      "vpbroadcastd 4(%[r0],%[ld],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm5, %%ymm5\n\t"
-      "vpbroadcastd 4(%[r3]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm7, %%ymm7\n\t"
-      "vpbroadcastd 4(%[r3],%[ld],1), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm9, %%ymm9\n\t"
-      "vpbroadcastd 4(%[r3],%[ld],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm11, %%ymm11\n\t"
+      EET_PANEL_PAIR(0, 0, 32)
+      EET_PANEL_PAIR(4, 64, 96)
       "add $128, %[pw]\n\t"
       "add $8, %[r0]\n\t"
       "add $8, %[r3]\n\t"
@@ -405,38 +361,7 @@ void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t 
       "2:\n\t"
       "test %[odd], %[odd]\n\t"
       "jz 3f\n\t"
-      "vmovdqa 0(%[pw]), %%ymm12\n\t"
-      "vmovdqa 32(%[pw]), %%ymm13\n\t"
-      "vpbroadcastd 0(%[r0]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm1, %%ymm1\n\t"
-      "vpbroadcastd 0(%[r0],%[ld],1), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm3, %%ymm3\n\t"
-      "vpbroadcastd 0(%[r0],%[ld],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm5, %%ymm5\n\t"
-      "vpbroadcastd 0(%[r3]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm7, %%ymm7\n\t"
-      "vpbroadcastd 0(%[r3],%[ld],1), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm9, %%ymm9\n\t"
-      "vpbroadcastd 0(%[r3],%[ld],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"
-      "vpaddd %%ymm14, %%ymm11, %%ymm11\n\t"
+      EET_PANEL_PAIR(0, 0, 32)
       "3:\n\t"
       "vmovdqu %%ymm0, 0(%[out])\n\t"
       "vmovdqu %%ymm1, 32(%[out])\n\t"
@@ -456,6 +381,8 @@ void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t 
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
         "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
 }
+#undef EET_PANEL_PAIR
+#undef EET_PANEL_ROW
 
 void panel_rows(int64_t rows, const int16_t* x16, int64_t ld, const int16_t* panel, int64_t kp, int32_t* out,
                 bool accumulate) {
