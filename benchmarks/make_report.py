@@ -293,8 +293,8 @@ def bert_section(path: str, data: dict, info: dict, plots_dir: str, out_dir: str
         row.append(_num(eet.get("max_abs_diff_vs_transformers") if eet else None, "{:.1e}"))
         body.append(row)
     lines += table(header, body) + [""]
-    png = plot_speed(os.path.join(plots_dir, f"{os.path.splitext(os.path.basename(path))[0]}.png"
-                                  if busy else f"bert_{m['device']}.png"),
+    # Named after the JSON (bert_cpu.json -> bert_cpu.png), so two CPU files never share a plot.
+    png = plot_speed(os.path.join(plots_dir, f"{os.path.splitext(os.path.basename(path))[0]}.png"),
                      f"{name} seq {seq}, {m['device']} {m.get('dtype', '')} ({info.get('cpu', '')})",
                      {r: [(b, by[(b, r)]["sentences_per_s"]) for b in batches if (b, r) in by] for r in runners},
                      "sentences/s")
