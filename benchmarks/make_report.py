@@ -293,8 +293,10 @@ def bert_section(path: str, data: dict, info: dict, plots_dir: str, out_dir: str
         row.append(_num(eet.get("max_abs_diff_vs_transformers") if eet else None, "{:.1e}"))
         body.append(row)
     lines += table(header, body) + [""]
-    # Named after the JSON (bert_cpu.json -> bert_cpu.png), so two CPU files never share a plot.
-    png = plot_speed(os.path.join(plots_dir, f"{os.path.splitext(os.path.basename(path))[0]}.png"),
+    # Named after a bench_bert JSON (bert_cpu_epyc.json -> bert_cpu_epyc.png), so two CPU files never
+    # share a plot; the BERT part of a combined `eet-like bench --json` file: bert_<device>.png.
+    stem = os.path.splitext(os.path.basename(path))[0]
+    png = plot_speed(os.path.join(plots_dir, f"{stem if stem.startswith('bert') else 'bert_' + m['device']}.png"),
                      f"{name} seq {seq}, {m['device']} {m.get('dtype', '')} ({info.get('cpu', '')})",
                      {r: [(b, by[(b, r)]["sentences_per_s"]) for b in batches if (b, r) in by] for r in runners},
                      "sentences/s")

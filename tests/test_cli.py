@@ -450,3 +450,24 @@ def test_generate_quantize_int8(gpt2_dir, bert_dir, tmp_path):
     bert8 = eet_like.BertModel.from_pretrained(str(bert_dir), quantize="int8")
     want = eet_like.encode_sentences(bert8, transformers.AutoTokenizer.from_pretrained(bert_dir), "hello there")
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)   # the JSONL rounds to 7 digits
+
+
+def test_make_report_two_cpu_bert_files_two_plots(tmp_path):
+    """Two bench_bert CPU files (two machines) get a plot each, named after the JSON."""
+    pytest.importorskip("matplotlib")
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, cpu in (("bert_cpu", "Xeon"), ("bert_cpu_epyc", "EPYC")):
+        rows = [dict(batch=b, seq=128, runner=r, ms=ms * b, min_ms=ms * b, sentences_per_s=1e3 / ms,
+                     eet_speedup=1.0, max_abs_diff_vs_transformers=1e-6)
+                for b in (1, 16) for r, ms in (("eet_like", 100.0), ("transformers-sdpa", 150.0))]
+        data = dict(benchmark="bert", machine=dict(device="cpu", dtype="float32", cpu=cpu, threads=2,
+                                                   commit="abc1234"),
+                    model=dict(num_hidden_layers=12, hidden_size=768), quick=False, rounds=5, rows=rows)
+        (results / f"{name}.json").write_text(json.dumps(data))
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "make_report.py"), "--results", results,
+                          "--out", tmp_path / "RESULTS.md"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"bert_cpu.png", "bert_cpu_epyc.png"}
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "plots/bert_cpu.png" in text and "plots/bert_cpu_epyc.png" in text
