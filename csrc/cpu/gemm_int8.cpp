@@ -22,8 +22,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "eet/ops.h"
@@ -437,10 +437,11 @@ void gemm_avx2_panels(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, i
   }
 }
 
+// AVX-512 as the packed GEMM chose it (gemm_packed_isa: the CPU and EET_LIKE_NO_AVX512, one
+// switch for every kernel), plus the VNNI extensions.
 bool has_vnni() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                          std::getenv("EET_LIKE_NO_AVX512") == nullptr;
+  static const bool yes = std::string(gemm_packed_isa()) == "avx512" && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
   return yes;
 }
 
