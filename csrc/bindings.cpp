@@ -166,4 +166,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "present, tile registers granted by the kernel, EET_LIKE_NO_AMX unset");
   m.def("int8_gemm_isa", &eet::cpu::gemm_s8s8_isa,
         "The instruction set of the few-row int8 GEMM of linear_int8 on this CPU: 'avx512_vnni' or 'avx2'");
+  m.def("int8_activation_max", &eet::cpu::int8_activation_max,
+        "The range [-q, q] linear_int8 quantizes activations to on this CPU: 127 with AVX-512 VNNI, 63 "
+        "(7 bits, for exact vpmaddubsw products) on AVX2-only CPUs or with EET_LIKE_NO_AVX512");
 }

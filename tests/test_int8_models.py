@@ -94,8 +94,12 @@ def test_fairseq_int8_batched_equals_alone_and_close_to_float32():
             diff = (s8 - s32).abs()
             # int8 weights and per-token int8 activations move a token's log-probability by a
             # few hundredths, at most ~0.15 here (this model's weights are scaled up for sharp
-            # distributions); the hypothesis score (mean) less.
-            assert diff.max() <= 0.2 and (s8.mean() - s32.mean()).abs() <= 0.03, (diff, s8.mean(), s32.mean())
+            # distributions); the hypothesis score (mean) less. The activations' step is
+            # 127 / int8_activation_max() times that of 8 bits (7-bit on AVX2-only CPUs: the
+            # mean moved 0.046 there, 8-bit under 0.03).
+            step = 127 / eet_like.ops.int8_activation_max()
+            assert diff.max() <= 0.2 * step and (s8.mean() - s32.mean()).abs() <= 0.03 * step, \
+                (diff, s8.mean(), s32.mean())
             torch.testing.assert_close(s32, h["positional_scores"], atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="quantize must be one of"):
         ef.TransformerDecoder.from_fairseq(copy.deepcopy(m).decoder, quantize="int4")

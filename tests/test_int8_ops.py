@@ -64,13 +64,15 @@ def test_linear_int8_matches_reference(rows, act, n, k, with_bias):
 
 def test_linear_int8_integer_part_exact():
     """identity, no bias: y / (sx * scales) is the exact integer sum (checked on values where
-    float32 holds it exactly), for both kernels (3 rows: eet_like's; 40: at::_int_mm)."""
+    float32 holds it exactly), for both kernels (3 rows: eet_like's; 40: at::_int_mm or the
+    AVX2 panel GEMM)."""
     n, k = 21, 769
     q, s = ops.quantize_int8(weight(n, k))
     ones = torch.ones(n)
+    a = ops.int8_activation_max()
     for rows in (3, 40):
-        x = torch.randint(-127, 128, (rows, k)).float()
-        x[:, 0] = 127.0                                     # sx = 1 exactly
+        x = torch.randint(-a, a + 1, (rows, k)).float()
+        x[:, 0] = float(a)                                  # sx = 1 exactly
         y = ops.linear_int8(x, q, ones)
         assert torch.equal(y.double(), x.double() @ q.double().T)
 
@@ -113,13 +115,28 @@ def test_linear_int8_error_bound_against_float():
     q, s = ops.quantize_int8(w)
     y = ops.linear_int8(x, q, s)
     exact = x.double() @ w.double().T
-    sx = x.abs().amax(1, keepdim=True).double() / 127
+    sx = x.abs().amax(1, keepdim=True).double() / ops.int8_activation_max()
     sw = s.double()[None]
     bound = (x.double().abs().sum(1, keepdim=True) * sw / 2 + sx * (w.double().abs().sum(1)[None] / 2)
              + k * sx * sw / 4 + 1e-4)
     assert ((y.double() - exact).abs() <= bound).all()
     assert not torch.equal(y, x @ w.T)
     assert ops.int8_gemm_isa() in ("avx512_vnni", "avx2")
+
+
+def test_int8_activation_range_follows_the_isa():
+    """7-bit activations exactly where the AVX2 kernels run; the quantized rows use that range."""
+    a = ops.int8_activation_max()
+    assert a == (127 if ops.int8_gemm_isa() == "avx512_vnni" else 63)
+    x = torch.randn(4, 300, generator=torch.Generator().manual_seed(2))
+    xq, sx = reference.quantize_int8(x, a)
+    assert int(xq.abs().amax()) == a and torch.equal(sx, x.abs().amax(1) / a)
+    q, s = ops.quantize_int8(weight(9, 300))
+    # The op's result is the reference's at this range, and not the other range's.
+    other = 63 if a == 127 else 127
+    y = ops.linear_int8(x, q, s)
+    torch.testing.assert_close(y, reference.linear_int8(x, q, s, activation_max=a), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(y, reference.linear_int8(x, q, s, activation_max=other), atol=1e-5, rtol=1e-5)
 
 
 def test_int8_opcheck():
@@ -184,8 +201,9 @@ def test_linear_int8_amx_shapes_match_reference(rows, n, k):
 def test_linear_int8_amx_integer_part_exact(rows):
     n, k = 37, 192
     q, s = ops.quantize_int8(weight(n, k))
-    x = torch.randint(-127, 128, (rows, k)).float()
-    x[:, 0] = 127.0                                         # sx = 1 exactly
+    a = ops.int8_activation_max()
+    x = torch.randint(-a, a + 1, (rows, k)).float()
+    x[:, 0] = float(a)                                      # sx = 1 exactly
     y = ops.linear_int8(x, q, torch.ones(n))
     assert torch.equal(y.double(), x.double() @ q.double().T)
 
@@ -221,8 +239,8 @@ def test_linear_int8_same_bits_without_amx(tmp_path):
 
 # The AVX2 panel GEMM (from 16 rows without VNNI; on a VNNI machine these run the other kernels and
 # test_linear_int8_same_bits_with_avx2 runs them here): 6-row blocks with 1..5-row tails, 16-column
-# panels with a partial one, K tails of 16 and an odd K (the last k pair half zero), and K over
-# 512 (the 256-pair passes accumulate).
+# panels with a partial one, K not a multiple of 4 (the last k quad zero-padded: 33, 1, 1031),
+# and K over 1024 (1031: the 256-quad passes accumulate).
 PANEL_CASES = [(rows, n, k) for rows in (16, 17, 18, 19, 20, 21, 47, 130)
                for n, k in ((50, 33), (16, 64), (7, 1), (33, 1031))] + [(rows, 3072, 768) for rows in (16, 64)]
 
@@ -242,25 +260,38 @@ def test_linear_int8_many_rows_match_reference(rows, n, k):
 def test_linear_int8_many_rows_integer_part_exact(rows, k):
     n = 35
     q, s = ops.quantize_int8(weight(n, k))
-    x = torch.randint(-127, 128, (rows, k)).float()
-    x[:, 0] = 127.0                                         # sx = 1 exactly
-    x[1] = 127.0                                            # the largest sums
+    a = ops.int8_activation_max()
+    x = torch.randint(-a, a + 1, (rows, k)).float()
+    x[:, 0] = float(a)                                      # sx = 1 exactly
+    x[1] = float(a)                                         # the largest sums (AVX2: every
+    x[2, 1:] = float(-a)                                    # vpmaddubsw pair at +-2 * 127 * 127)
     q[2] = 127
+    q[3] = -127
     y = ops.linear_int8(x, q, torch.ones(n))
     assert torch.equal(y.double(), x.double() @ q.double().T)
 
 
 def test_linear_int8_same_bits_with_avx2(tmp_path):
     """EET_LIKE_NO_AVX512 + EET_LIKE_NO_AMX (in a second interpreter) run linear_int8 on the AVX2
-    kernels alone (dot product below 16 rows, the panel GEMM from 16): the same integers as this
-    process's kernels (VNNI, AMX, oneDNN where the CPU has them; the same AVX2 kernels on an
-    AVX2-only CPU), so the same bits."""
+    kernels alone (dot product below 16 rows, the panel GEMM from 16) with 7-bit activations:
+    the reference at activation_max 63 there, and this process's bits where this CPU has no
+    VNNI either (where it has, the VNNI/AMX/oneDNN kernels run 8-bit activations: other bits)."""
     g = torch.Generator().manual_seed(9)
     q, s = ops.quantize_int8(weight(70, 1030))
     b = torch.randn(70, generator=g)
     xs = [torch.randn(rows, 1030, generator=g) for rows in (1, 5, 15, 16, 17, 64, 131)]
-    other = linear_int8_in_second_interpreter(tmp_path, {"EET_LIKE_NO_AVX512": "1", "EET_LIKE_NO_AMX": "1"},
-                                              "ops.int8_gemm_isa() == 'avx2' and not ops.int8_gemm_amx()",
-                                              q, s, b, xs)
+    other = linear_int8_in_second_interpreter(
+        tmp_path, {"EET_LIKE_NO_AVX512": "1", "EET_LIKE_NO_AMX": "1"},
+        "ops.int8_gemm_isa() == 'avx2' and not ops.int8_gemm_amx() and ops.int8_activation_max() == 63",
+        q, s, b, xs)
     for x, y in zip(xs, other):
-        assert torch.equal(ops.linear_int8(x, q, s, b, "gelu"), y)
+        torch.testing.assert_close(y, reference.linear_int8(x, q, s, b, "gelu", activation_max=63),
+                                   atol=1e-5, rtol=1e-5)
+        if ops.int8_activation_max() == 63:
+            assert torch.equal(ops.linear_int8(x, q, s, b, "gelu"), y)
+    # The rows of the AVX2 kernels are independent of each other too (1 + 15 and 16 + 1 rows).
+    rows = torch.cat([xs[0], xs[2]]), torch.cat([xs[3], xs[0]])
+    both = linear_int8_in_second_interpreter(tmp_path, {"EET_LIKE_NO_AVX512": "1", "EET_LIKE_NO_AMX": "1"},
+                                             "ops.int8_activation_max() == 63", q, s, b, list(rows))
+    assert torch.equal(both[0], torch.cat([other[0], other[2]]))
+    assert torch.equal(both[1], torch.cat([other[3], other[0]]))

@@ -1,7 +1,8 @@
 // int8 x int8 -> int32 GEMM (CPU) for dynamically quantized activations: acc[m, n] =
 // sum_k xq[m, k] * q[n, k], both int8 row-major ([M, K] and the [N, K] nn.Linear layout), the
 // sum exact in int32 (K <= kInt8MaxK), plus the two float steps around it: the symmetric
-// per-row quantization (quantize_int8, also used for the weights) and the epilogue
+// per-row quantization (quantize_int8, also used for the weights; the activations' range is
+// int8_activation_max()) and the epilogue
 // y = act(float(acc) * (sx[m] * sw[n]) + bias[n]). Check: tests/test_int8_ops.py against
 // eet_like.reference.linear_int8 (the integer part is exact, so any blocking, kernel or row
 // count gives the same acc; the epilogue is one function for every path).
@@ -11,9 +12,10 @@
 //   to 4 activation rows per block, the weight rows read once per call and reused from L1 for
 //   every row block; made for the few-row GEMMs of decode steps (many rows with VNNI:
 //   at::_int_mm or the AMX kernel, in the torch glue). EET_LIKE_NO_AVX512 forces AVX2.
-// - AVX2 (sign-extended to int16, vpmaddwd): the same dot-product form below kPanelMinRows
-//   rows, and from there a register-blocked GEMM on int16-widened weight panels (at::_int_mm
-//   has no fast path without VNNI: ~1 GMAC/s on a 2-core EPYC).
+// - AVX2, activations 7-bit (int8_activation_max() = 63): below kPanelMinRows rows the same
+//   dot-product form (sign-extended to int16, vpmaddwd), from there a register-blocked
+//   vpmaddubsw GEMM on re-laid-out weight panels (at::_int_mm has no fast path without VNNI:
+//   ~1 GMAC/s on a 2-core EPYC).
 #ifndef EET_INT8_PF
 #define EET_INT8_PF 24576
 #endif
@@ -209,15 +211,21 @@ void gemm_avx2(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t 
   }
 }
 
-// ---- AVX2, many rows: both operands widened to int16, vpmaddwd on 6 x 16 blocks ----------
+// ---- AVX2, many rows: 7-bit activations, vpmaddubsw on 6 x 16 blocks ----------------------
 // For prompts and BERT batches on CPUs without VNNI (at::_int_mm has no fast AVX2 path: ~1
-// GMAC/s on a 2-core EPYC). The weight is widened panel by panel (16 weight rows, [K/2][16][2]
-// int16, so one vector holds 8 output columns x 2 k) into a per-thread buffer that stays in L2
-// while every activation row block passes over it; the activations are widened once per call
-// ([M][K rounded up to even] int16) and broadcast two k at a time. int8 products summed in
-// int32 are exact (|pair sum| <= 2 * 127 * 127), so the integers equal every other kernel's.
-constexpr int kPanelRows = 6;   // activation rows per block: 12 accumulators + 2 weights + 1
+// GMAC/s on a 2-core EPYC). Without VNNI the activations are quantized to 7 bits (|xq| <= 63,
+// kAvx2ActivationMax), so xu = xq + 64 is in [1, 127] and one vpmaddubsw (unsigned x signed
+// bytes, pairs summed to saturating int16) is exact: |xu0 w0 + xu1 w1| <= 2 * 127 * 127 < 2^15.
+// vpmaddwd with ones then sums the int16 pairs into int32 (4 products per lane): 3 instructions
+// per 32 products instead of the 4 of int16-widened operands (vpmaddwd + vpaddd per 16), and no
+// widening of either operand. 64 * sum_k q[n, k] is subtracted at the end (the +64 offset).
+// The weight is laid out panel by panel (16 weight rows, [K/4][16][4] int8, so one vector holds
+// 8 output columns x 4 k) into a per-thread buffer; every activation row block passes over a
+// K slice of it while the slice stays in L1.
+constexpr int kPanelRows = 6;   // activation rows per block: 12 accumulators + ones + 3 temporaries
 constexpr int kPanelCols = 16;  // weight rows (output columns) per panel
+constexpr int kAvx2ActivationMax = 63;  // |xq| without VNNI (int8_activation_max)
+constexpr int kActOffset = 64;          // xu = xq + 64 in [1, 127]
 
 // In-place 8 x 8 transpose of 32-bit elements.
 inline void transpose8x8_epi32(__m256i r[8]) {
@@ -238,32 +246,44 @@ inline void transpose8x8_epi32(__m256i r[8]) {
   }
 }
 
-// Weight rows [n0, n0 + 16) of q [n, k] as int16 pairs: out[p * 32 + 2 * j + e] = q[n0 + j, 2p + e]
-// (zero past n and k), kp = ceil(k / 2) pairs.
-void widen_panel(const int8_t* q, int64_t n, int64_t k, int64_t n0, int16_t* out) {
-  const int64_t kp = (k + 1) / 2;
+// Weight rows [n0, n0 + 16) of q [n, k] as k quads: out[p * 64 + 4 * j + e] = q[n0 + j, 4p + e]
+// (zero past n and k), k4 = ceil(k / 4) quads; colsum[j] = sum_k q[n0 + j, k].
+void pack_panel(const int8_t* q, int64_t n, int64_t k, int64_t n0, int8_t* out, int32_t* colsum) {
+  const int64_t k4 = (k + 3) / 4;
   int64_t j0 = 0;
   if (n - n0 >= kPanelCols) {
-    for (; j0 + 16 <= k; j0 += 16)
-      for (int h = 0; h < 2; ++h) {  // rows n0 + 8h .. +8: 8 rows x 8 pairs, transposed to pairs x rows
+    for (; j0 + 32 <= k; j0 += 32)
+      for (int h = 0; h < 2; ++h) {  // rows n0 + 8h .. +8: 8 rows x 8 quads, transposed to quads x rows
         __m256i r[8];
         for (int i = 0; i < 8; ++i)
-          r[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + (n0 + 8 * h + i) * k + j0)));
+          r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + (n0 + 8 * h + i) * k + j0));
         transpose8x8_epi32(r);
-        for (int p = 0; p < 8; ++p) _mm256_store_si256(reinterpret_cast<__m256i*>(out + (j0 / 2 + p) * 32 + 16 * h), r[p]);
+        for (int p = 0; p < 8; ++p) _mm256_store_si256(reinterpret_cast<__m256i*>(out + (j0 / 4 + p) * 64 + 32 * h), r[p]);
       }
   }
-  for (int64_t p = j0 / 2; p < kp; ++p)
-    for (int j = 0; j < kPanelCols; ++j) {
-      const int64_t row = n0 + j, c = 2 * p;
-      out[p * 32 + 2 * j] = row < n ? q[row * k + c] : 0;
-      out[p * 32 + 2 * j + 1] = row < n && c + 1 < k ? q[row * k + c + 1] : 0;
-    }
+  for (int64_t p = j0 / 4; p < k4; ++p)
+    for (int j = 0; j < kPanelCols; ++j)
+      for (int e = 0; e < 4; ++e) {
+        const int64_t row = n0 + j, c = 4 * p + e;
+        out[p * 64 + 4 * j + e] = row < n && c < k ? q[row * k + c] : 0;
+      }
+  // The column sums from the packed panel: bytes x 1 summed in pairs, then in quads.
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  for (int64_t p = 0; p < k4; ++p) {
+    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(out + p * 64));
+    const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(out + p * 64 + 32));
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w0), ones16));
+    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w1), ones16));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(colsum), s0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(colsum + 8), s1);
 }
 
-// The R < 6 row tails: out[r * 16 + c] (+)= sum over the panel's kp pairs.
+// The R < 6 row tails: out[r * 16 + c] (+)= sum over the panel's k4 quads of xu * w.
 template <int R>
-void panel_block(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t kp, int32_t* out, bool accumulate) {
+void panel_block(const uint8_t* xu, int64_t ld, const int8_t* panel, int64_t k4, int32_t* out, bool accumulate) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
   __m256i lo[R], hi[R];
   for (int r = 0; r < R; ++r) {
     lo[r] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out + r * kPanelCols))
@@ -271,15 +291,15 @@ void panel_block(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t k
     hi[r] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out + r * kPanelCols + 8))
                        : _mm256_setzero_si256();
   }
-  for (int64_t p = 0; p < kp; ++p) {
-    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p * 32));
-    const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p * 32 + 16));
+  for (int64_t p = 0; p < k4; ++p) {
+    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p * 64));
+    const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p * 64 + 32));
     for (int r = 0; r < R; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, x16 + r * ld + 2 * p, sizeof(pair));
-      const __m256i xb = _mm256_set1_epi32(pair);
-      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(xb, w0));
-      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(xb, w1));
+      int32_t quad;
+      std::memcpy(&quad, xu + r * ld + 4 * p, sizeof(quad));
+      const __m256i xb = _mm256_set1_epi32(quad);
+      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w0), ones16));
+      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w1), ones16));
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -288,37 +308,38 @@ void panel_block(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t k
   }
 }
 
-// The 6-row block in assembly: GCC's allocation of the intrinsic version copies or spills the
-// 12 accumulators every step (~40% of the vpmaddwd rate; this one ~65% on one Zen 3 core, about
-// the rate of a vpmaddwd + vpaddd pair stream there). ymm0-11 accumulate rows r = 0..5 (columns
-// 0-7 in ymm 2r, 8-15 in ymm 2r+1), ymm12/13 hold the two weight vectors of one k pair, ymm14
-// the broadcast activation pair, ymm15 a product. Two k pairs per loop trip, then the odd one.
-// One row of a k pair: the activation pair at ADDR times both weight vectors into ymm A, ymm B.
-#define EET_PANEL_ROW(ADDR, A, B)                          \
-  "vpbroadcastd " ADDR ", %%ymm14\n\t"                     \
-  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"                 \
-  "vpaddd %%ymm15, %%ymm" #A ", %%ymm" #A "\n\t"           \
-  "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"                 \
-  "vpaddd %%ymm14, %%ymm" #B ", %%ymm" #B "\n\t"
-// One k pair: the activations at byte offset OX of each row, the weights at OW and OW2 = OW + 32.
-#define EET_PANEL_PAIR(OX, OW, OW2)                        \
-  "vmovdqa " #OW "(%[pw]), %%ymm12\n\t"                    \
-  "vmovdqa " #OW2 "(%[pw]), %%ymm13\n\t"                   \
-  EET_PANEL_ROW(#OX "(%[r0])", 0, 1)                       \
-  EET_PANEL_ROW(#OX "(%[r0],%[ld],1)", 2, 3)               \
-  EET_PANEL_ROW(#OX "(%[r0],%[ld],2)", 4, 5)               \
-  EET_PANEL_ROW(#OX "(%[r3])", 6, 7)                       \
-  EET_PANEL_ROW(#OX "(%[r3],%[ld],1)", 8, 9)               \
-  EET_PANEL_ROW(#OX "(%[r3],%[ld],2)", 10, 11)
+// The 6-row block in assembly: GCC's allocation of an intrinsic version copies or spills the 12
+// accumulators every step (the int16 kernel before this one ran at ~40% of the rate that way).
+// ymm0-11 accumulate rows r = 0..5 (columns 0-7 in ymm 2r, 8-15 in ymm 2r+1), ymm12 holds int16
+// ones, ymm13 the broadcast activation quad, ymm14/15 the products; the weights are memory
+// operands (L1). Two k quads per loop trip, then the odd one.
+// One row of a k quad: the activation quad at ADDR times the weight vectors at OW, OW2.
+#define EET_PANEL_ROW(ADDR, OW, OW2, A, B)                 \
+  "vpbroadcastd " ADDR ", %%ymm13\n\t"                     \
+  "vpmaddubsw " #OW "(%[pw]), %%ymm13, %%ymm14\n\t"        \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm14\n\t"                 \
+  "vpaddd %%ymm14, %%ymm" #A ", %%ymm" #A "\n\t"           \
+  "vpmaddubsw " #OW2 "(%[pw]), %%ymm13, %%ymm15\n\t"       \
+  "vpmaddwd %%ymm12, %%ymm15, %%ymm15\n\t"                 \
+  "vpaddd %%ymm15, %%ymm" #B ", %%ymm" #B "\n\t"
+// One k quad: the activations at byte offset OX of each row, the weights at OW and OW2 = OW + 32.
+#define EET_PANEL_QUAD(OX, OW, OW2)                        \
+  EET_PANEL_ROW(#OX "(%[r0])", OW, OW2, 0, 1)              \
+  EET_PANEL_ROW(#OX "(%[r0],%[ld],1)", OW, OW2, 2, 3)      \
+  EET_PANEL_ROW(#OX "(%[r0],%[ld],2)", OW, OW2, 4, 5)      \
+  EET_PANEL_ROW(#OX "(%[r3])", OW, OW2, 6, 7)              \
+  EET_PANEL_ROW(#OX "(%[r3],%[ld],1)", OW, OW2, 8, 9)      \
+  EET_PANEL_ROW(#OX "(%[r3],%[ld],2)", OW, OW2, 10, 11)
 
-void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t kp, int32_t* out,
-                  bool accumulate) {
-  const int64_t ldb = ld * static_cast<int64_t>(sizeof(int16_t)), odd = kp & 1, acc_in = accumulate;
-  int64_t pairs = kp / 2;
-  const int16_t* r0 = x16;
-  const int16_t* r3 = x16 + 3 * ld;
-  const int16_t* pw = panel;
+void panel_block6(const uint8_t* xu, int64_t ld, const int8_t* panel, int64_t k4, int32_t* out, bool accumulate) {
+  const int64_t odd = k4 & 1, acc_in = accumulate;
+  int64_t quads = k4 / 2;
+  const uint8_t* r0 = xu;
+  const uint8_t* r3 = xu + 3 * ld;
+  const int8_t* pw = panel;
+  static const int16_t ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   asm volatile(
+      "vmovdqu %[ones], %%ymm12\n\t"
       "test %[acc_in], %[acc_in]\n\t"
       "jnz 4f\n\t"
       "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
@@ -348,20 +369,20 @@ void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t 
       "vmovdqu 320(%[out]), %%ymm10\n\t"
       "vmovdqu 352(%[out]), %%ymm11\n\t"
       "5:\n\t"
-      "test %[pairs], %[pairs]\n\t"
+      "test %[quads], %[quads]\n\t"
       "jz 2f\n\t"
       "1:\n\t"
-      EET_PANEL_PAIR(0, 0, 32)
-      EET_PANEL_PAIR(4, 64, 96)
+      EET_PANEL_QUAD(0, 0, 32)
+      EET_PANEL_QUAD(4, 64, 96)
       "add $128, %[pw]\n\t"
       "add $8, %[r0]\n\t"
       "add $8, %[r3]\n\t"
-      "dec %[pairs]\n\t"
+      "dec %[quads]\n\t"
       "jnz 1b\n\t"
       "2:\n\t"
       "test %[odd], %[odd]\n\t"
       "jz 3f\n\t"
-      EET_PANEL_PAIR(0, 0, 32)
+      EET_PANEL_QUAD(0, 0, 32)
       "3:\n\t"
       "vmovdqu %%ymm0, 0(%[out])\n\t"
       "vmovdqu %%ymm1, 32(%[out])\n\t"
@@ -376,63 +397,65 @@ void panel_block6(const int16_t* x16, int64_t ld, const int16_t* panel, int64_t 
       "vmovdqu %%ymm10, 320(%[out])\n\t"
       "vmovdqu %%ymm11, 352(%[out])\n\t"
       "vzeroupper\n\t"
-      : [r0] "+r"(r0), [r3] "+r"(r3), [pw] "+r"(pw), [pairs] "+r"(pairs)
-      : [ld] "r"(ldb), [odd] "r"(odd), [acc_in] "r"(acc_in), [out] "r"(out)
+      : [r0] "+r"(r0), [r3] "+r"(r3), [pw] "+r"(pw), [quads] "+r"(quads)
+      : [ld] "r"(ld), [odd] "r"(odd), [acc_in] "r"(acc_in), [out] "r"(out), [ones] "m"(ones)
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
         "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
 }
-#undef EET_PANEL_PAIR
+#undef EET_PANEL_QUAD
 #undef EET_PANEL_ROW
 
-void panel_rows(int64_t rows, const int16_t* x16, int64_t ld, const int16_t* panel, int64_t kp, int32_t* out,
+void panel_rows(int64_t rows, const uint8_t* xu, int64_t ld, const int8_t* panel, int64_t k4, int32_t* out,
                 bool accumulate) {
   switch (rows) {
-    case 1: return panel_block<1>(x16, ld, panel, kp, out, accumulate);
-    case 2: return panel_block<2>(x16, ld, panel, kp, out, accumulate);
-    case 3: return panel_block<3>(x16, ld, panel, kp, out, accumulate);
-    case 4: return panel_block<4>(x16, ld, panel, kp, out, accumulate);
-    case 5: return panel_block<5>(x16, ld, panel, kp, out, accumulate);
-    default: return panel_block6(x16, ld, panel, kp, out, accumulate);
+    case 1: return panel_block<1>(xu, ld, panel, k4, out, accumulate);
+    case 2: return panel_block<2>(xu, ld, panel, k4, out, accumulate);
+    case 3: return panel_block<3>(xu, ld, panel, k4, out, accumulate);
+    case 4: return panel_block<4>(xu, ld, panel, k4, out, accumulate);
+    case 5: return panel_block<5>(xu, ld, panel, k4, out, accumulate);
+    default: return panel_block6(xu, ld, panel, k4, out, accumulate);
   }
 }
 
-// k pairs per pass over the rows: a 16 KB slice of the panel stays in L1 while every row block
-// uses it (K = 3072 without the split: 81 instead of ~125 GMAC/s).
-constexpr int64_t kPanelPairsPerPass = 256;
+// k quads per pass over the rows: a 16 KB slice of the panel stays in L1 while every row block
+// uses it (the int16 kernel before this one: K = 3072 without the split 81, with ~125 GMAC/s).
+constexpr int64_t kPanelQuadsPerPass = 256;
 
 void gemm_avx2_panels(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc) {
-  const int64_t kp = (k + 1) / 2, ld = 2 * kp, panels = (n + kPanelCols - 1) / kPanelCols;
-  std::vector<int16_t> x16(m * ld);
+  const int64_t k4 = (k + 3) / 4, ld = 4 * k4, panels = (n + kPanelCols - 1) / kPanelCols;
+  std::vector<uint8_t> xu(m * ld);
 #pragma omp parallel
   {
+    const __m256i off = _mm256_set1_epi8(kActOffset);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
       const int8_t* xi = xq + i * k;
-      int16_t* oi = x16.data() + i * ld;
+      uint8_t* oi = xu.data() + i * ld;
       int64_t j = 0;
-      for (; j + 16 <= k; j += 16)
+      for (; j + 32 <= k; j += 32)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(oi + j),
-                            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xi + j))));
-      for (; j < ld; ++j) oi[j] = j < k ? xi[j] : 0;
+                            _mm256_add_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + j)), off));
+      for (; j < ld; ++j) oi[j] = static_cast<uint8_t>((j < k ? xi[j] : 0) + kActOffset);
     }
-    // Per thread: one widened panel (32-byte aligned; the buffer holds one vector more) and its
-    // [m][16] int32 sums, accumulated over the passes, then copied into acc.
-    std::vector<int16_t> buf(kp * 2 * kPanelCols + 16);
-    int16_t* panel = reinterpret_cast<int16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+    // Per thread: one packed panel (32-byte aligned; the buffer holds one vector more), its column
+    // sums and its [m][16] int32 sums, accumulated over the passes, then offset into acc.
+    std::vector<int8_t> buf(k4 * 64 + 32);
+    int8_t* panel = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
     std::vector<int32_t> sums(m * kPanelCols);
-#pragma omp for schedule(static)
+    int32_t colsum[kPanelCols];
+#pragma omp for schedule(dynamic, 1)
     for (int64_t pi = 0; pi < panels; ++pi) {
       const int64_t c0 = pi * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(kPanelCols, n - c0));
-      widen_panel(q, n, k, c0, panel);
-      for (int64_t p0 = 0; p0 < kp; p0 += kPanelPairsPerPass) {
-        const int64_t pairs = std::min(kPanelPairsPerPass, kp - p0);
+      pack_panel(q, n, k, c0, panel, colsum);
+      for (int64_t p0 = 0; p0 < k4; p0 += kPanelQuadsPerPass) {
+        const int64_t quads = std::min(kPanelQuadsPerPass, k4 - p0);
         for (int64_t i = 0; i < m; i += kPanelRows)
-          panel_rows(std::min<int64_t>(kPanelRows, m - i), x16.data() + i * ld + 2 * p0, ld, panel + p0 * 32, pairs,
+          panel_rows(std::min<int64_t>(kPanelRows, m - i), xu.data() + i * ld + 4 * p0, ld, panel + p0 * 64, quads,
                      sums.data() + i * kPanelCols, p0 > 0);
       }
-      for (int64_t i = 0; i < m; ++i) std::copy(sums.data() + i * kPanelCols, sums.data() + i * kPanelCols + cols,
-                                                acc + i * n + c0);
+      for (int64_t i = 0; i < m; ++i)
+        for (int j = 0; j < cols; ++j) acc[i * n + c0 + j] = sums[i * kPanelCols + j] - kActOffset * colsum[j];
     }
   }
 }
@@ -490,7 +513,10 @@ void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, cons
   }
 }
 
-void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales) {
+int int8_activation_max() { return has_vnni() ? 127 : kAvx2ActivationMax; }
+
+void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales, int qmax) {
+  const float fmax = static_cast<float>(qmax);
 #pragma omp parallel for schedule(static) if (n * k > 32768)
   for (int64_t r = 0; r < n; ++r) {
     const float* row = w + r * k;
@@ -504,15 +530,15 @@ void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scale
     float amax = 0.f;
     for (float v : lanes) amax = std::max(amax, v);
     for (; j < k; ++j) amax = std::max(amax, std::fabs(row[j]));
-    const float s = amax / 127.f;
+    const float s = amax / fmax;
     scales[r] = s;
     if (!(s > 0.f)) {
       std::fill(qr, qr + k, int8_t(0));
       continue;
     }
-    // q = round-half-even(clamp(w / s, -127, 127)): the division (not a reciprocal) and the
+    // q = round-half-even(clamp(w / s, -qmax, qmax)): the division (not a reciprocal) and the
     // rounding of the scalar tail and of torch's reference, 8 at a time.
-    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-fmax), hi = _mm256_set1_ps(fmax);
     for (j = 0; j + 8 <= k; j += 8) {
       __m256 v = _mm256_div_ps(_mm256_loadu_ps(row + j), vs);
       v = _mm256_round_ps(_mm256_min_ps(hi, _mm256_max_ps(lo, v)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -520,7 +546,7 @@ void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scale
       const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
       _mm_storel_epi64(reinterpret_cast<__m128i*>(qr + j), _mm_packs_epi16(i16, i16));
     }
-    for (; j < k; ++j) qr[j] = static_cast<int8_t>(std::nearbyint(std::min(127.f, std::max(-127.f, row[j] / s))));
+    for (; j < k; ++j) qr[j] = static_cast<int8_t>(std::nearbyint(std::min(fmax, std::max(-fmax, row[j] / s))));
   }
 }
 

@@ -1,7 +1,8 @@
 // Torch glue of linear_int8: y = act(x W^T + bias), x [..., K], with W given as
 // quantize_int8(W) = (qweight int8 [N, K], scales [N] float32).
 // CPU (float32 x): each row of x is quantized to int8 with its own symmetric scale
-// (cpu::quantize_int8), the product is exact int32, then cpu::dequant_bias_act (W8A8). The
+// (cpu::quantize_int8 to +-cpu::int8_activation_max(): 127 with VNNI, 63 on AVX2-only CPUs for
+// the exact vpmaddubsw of the AVX2 panel GEMM), the product is exact int32, then cpu::dequant_bias_act (W8A8). The
 // int32 GEMM: the eet_like AMX kernel from kAmxMinRows to kAmxMaxRows rows where the CPU has
 // AMX; with AVX-512 VNNI the eet_like VNNI kernel for fewer rows (decode steps) and at::_int_mm
 // (oneDNN) from int_mm_min_rows() rows (prompts, BERT batches); with AVX2 only, the eet_like AVX2
@@ -86,7 +87,8 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
   const at::Tensor sw = scales.contiguous();
   at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
   at::Tensor sx = at::empty({M}, x.options());
-  cpu::quantize_int8(x.data_ptr<float>(), M, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>());
+  cpu::quantize_int8(x.data_ptr<float>(), M, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>(),
+                     cpu::int8_activation_max());
   at::Tensor acc;
   if (M >= kAmxMinRows && M <= kAmxMaxRows && K % 64 == 0 && cpu::gemm_s8s8_amx_available()) {
     acc = at::empty({M, N}, x.options().dtype(at::kInt));

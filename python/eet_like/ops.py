@@ -140,7 +140,7 @@ def quantize_int8(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     q [N, K] = round(w / scale) (half to even) clamped to [-127, 127] (int8); an all-zero row
     gets scale 0. W ~ q * scales[:, None]. Computed in float32 on both devices: the CUDA kernel
     gives the CPU op's bits for float32 weights. linear_int8 on CPU quantizes each row of its
-    input the same way.
+    input the same way, to [-int8_activation_max(), int8_activation_max()].
 
     A NaN or infinite weight has no int8 value (its row's scale would be NaN or inf): it raises
     ValueError naming the first one (on CUDA this check is a host sync; quantization runs once,
@@ -161,11 +161,13 @@ def linear_int8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     scales [N] float32) = quantize_int8(W), bias [N] of x's dtype. Returns [..., N] in x's dtype.
 
     CPU (x float32): int8 weights and int8 activations (W8A8). Each row of x gets its own scale,
-    sx = max|x_row| / 127, xq = round(x / sx) clamped to [-127, 127]; the products are summed
+    sx = max|x_row| / A, xq = round(x / sx) clamped to [-A, A] with A = int8_activation_max()
+    (127 with AVX-512 VNNI; 63, 7-bit activations, on AVX2-only CPUs); the products are summed
     exactly in int32, and y = act(acc * (sx * scales) + bias) in float32
     (reference.linear_int8). The int32 sum is exact whatever kernel computes it (AVX-512 VNNI or
     AVX2 for few rows, Intel AMX for 4-128 rows where the CPU has it (int8_gemm_amx()), oneDNN's
-    at::_int_mm for many), so a row's result never depends on the other rows.
+    at::_int_mm for many with VNNI, the AVX2 panel GEMM for many without), so a row's result
+    never depends on the other rows.
 
     CUDA (x float32, float16 or bfloat16; scales float32 whatever x's dtype): weight-only
     (W8A16), x is not quantized: y = act(scales * (x @ q.T) + bias) with float32 accumulation
@@ -194,8 +196,20 @@ def int8_gemm_isa() -> str:
     """The instruction set of linear_int8's own CPU kernels on this CPU: 'avx512_vnni' (few
     rows; many rows go to oneDNN or the AMX kernel) or 'avx2' (every row count: a dot-product
     kernel for decode steps, a panel GEMM from 16 rows). EET_LIKE_NO_AVX512 in the environment
-    (any value) before the first call forces 'avx2'. Every kernel gives the same integers."""
+    (any value) before the first call forces 'avx2'. Every kernel gives the same integers for
+    the same quantized activations (int8_activation_max() says their range)."""
     return _C.int8_gemm_isa()
+
+
+def int8_activation_max() -> int:
+    """The range [-A, A] linear_int8 quantizes activations (one scale per row) to on this CPU:
+    127 where the CPU has AVX-512 VNNI (vpdpbusd sums int8 products exactly), 63 on AVX2-only
+    CPUs. There the many-row GEMM multiplies with vpmaddubsw, which sums two unsigned x signed
+    byte products into a saturating int16: with 7-bit activations (offset to [1, 127]) no pair
+    can saturate, so the int32 sums stay exact, and the GEMM needs 3 instructions per 32
+    products instead of 4 (the same trade as PyTorch's reduce_range for fbgemm). Follows
+    int8_gemm_isa(): EET_LIKE_NO_AVX512 gives 63."""
+    return _C.int8_activation_max()
 
 
 def packed_gemm_isa() -> str:

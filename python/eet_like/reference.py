@@ -124,19 +124,23 @@ def linear_packed(x, packed, out_features, bias=None, activation="identity"):
     return linear(x, weight, bias, activation)
 
 
-def quantize_int8(weight):
+def quantize_int8(weight, qmax=127):
     w = weight.float()
-    scales = w.abs().amax(1) / 127.0
+    scales = w.abs().amax(1) / float(qmax)
     safe = torch.where(scales > 0, scales, torch.ones_like(scales))
-    return torch.round(w / safe[:, None]).clamp(-127, 127).to(torch.int8), scales
+    return torch.round(w / safe[:, None]).clamp(-qmax, qmax).to(torch.int8), scales
 
 
-def linear_int8(x, qweight, scales, bias=None, activation="identity"):
-    """The same quantization as the op, exactly: each row of x quantized like a weight row,
-    the int8 products summed exactly (in float64: |sum| < 2^53), then act(acc * (sx * scales)
-    + bias) in float32."""
+def linear_int8(x, qweight, scales, bias=None, activation="identity", activation_max=None):
+    """The same quantization as the op, exactly: each row of x quantized like a weight row but
+    to [-activation_max, activation_max] (None: the op's range on this CPU,
+    ops.int8_activation_max(): 127 with VNNI, 63 on AVX2-only CPUs), the int8 products summed
+    exactly (in float64: |sum| < 2^53), then act(acc * (sx * scales) + bias) in float32."""
+    if activation_max is None:
+        from ._C import int8_activation_max
+        activation_max = int8_activation_max()
     k = x.shape[-1]
-    xq, sx = quantize_int8(x.reshape(-1, k))
+    xq, sx = quantize_int8(x.reshape(-1, k), activation_max)
     acc = (xq.double() @ qweight.double().T).float()
     y = acc * (sx[:, None] * scales[None, :])
     if bias is not None:

@@ -92,14 +92,18 @@ void gemm_packed(const float* x, int64_t m, int64_t k, const float* packed, int6
 const char* gemm_packed_isa();
 
 // int8 linear (gemm_int8.cpp). quantize_int8: symmetric per row of an [N, K] float matrix,
-// scales[r] = max|w[r, :]| / 127, q = round-half-even(w / scale) clamped to [-127, 127] (an
-// all-zero row gets scale 0); used for the weights (once) and for the activations (every
-// call, one scale per token). gemm_s8s8_s32: acc[M, N] = xq[M, K] q[N, K]^T, exact int32
-// (K <= kInt8MaxK), AVX-512 VNNI or AVX2 chosen at run time (gemm_s8s8_isa() says which;
-// EET_LIKE_NO_AVX512 forces AVX2), any row count (AVX2: a panel GEMM from 16 rows).
+// scales[r] = max|w[r, :]| / qmax, q = round-half-even(w / scale) clamped to [-qmax, qmax] (an
+// all-zero row gets scale 0); used for the weights (once, qmax 127) and for the activations
+// (every call, one scale per token, qmax = int8_activation_max()). int8_activation_max: 127
+// with AVX-512 VNNI; 63 (7-bit activations) on AVX2-only CPUs, where the panel GEMM's
+// vpmaddubsw is exact only for |xq| <= 63 (EET_LIKE_NO_AVX512 forces the AVX2 kernels and 63).
+// gemm_s8s8_s32: acc[M, N] = xq[M, K] q[N, K]^T, exact int32 (K <= kInt8MaxK) for
+// |xq| <= int8_activation_max(), AVX-512 VNNI or AVX2 chosen at run time (gemm_s8s8_isa() says
+// which), any row count (AVX2: a panel GEMM from 16 rows).
 // dequant_bias_act: y[m, n] = act(float(acc[m, n]) * (sx[m] * sw[n]) + bias[n]), bias may be null.
 constexpr int64_t kInt8MaxK = 65536;  // (q + 128) * w sums stay below 2^31
-void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales);
+void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales, int qmax = 127);
+int int8_activation_max();
 void gemm_s8s8_s32(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc);
 const char* gemm_s8s8_isa();
 // The same product on Intel AMX (gemm_amx.cpp) for K % 64 == 0; false (nothing written) where it
