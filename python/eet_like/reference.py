@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._C import PANEL_WIDTH
+from ._C import PANEL_WIDTH, int8_activation_max
 
 _ACTS = {
     "gelu": lambda x: F.gelu(x),
@@ -137,7 +137,6 @@ def linear_int8(x, qweight, scales, bias=None, activation="identity", activation
     ops.int8_activation_max(): 127 with VNNI, 63 on AVX2-only CPUs), the int8 products summed
     exactly (in float64: |sum| < 2^53), then act(acc * (sx * scales) + bias) in float32."""
     if activation_max is None:
-        from ._C import int8_activation_max
         activation_max = int8_activation_max()
     k = x.shape[-1]
     xq, sx = quantize_int8(x.reshape(-1, k), activation_max)
