@@ -24,6 +24,7 @@ namespace {
 #define EET_FOR_EACH_CPU_ONLY_OP(X) \
   X(pack_linear)                    \
   X(linear_packed)                  \
+  X(pack_int8)                      \
   X(decode_layers)
 #define EET_FOR_EACH_KERNEL_OP(X) \
   X(layernorm)                    \
@@ -72,6 +73,7 @@ TORCH_LIBRARY(eet_like, m) {
   m.def("linear(Tensor x, Tensor weight, Tensor? bias, str activation) -> Tensor");
   m.def("pack_linear(Tensor weight) -> Tensor");
   m.def("quantize_int8(Tensor weight) -> (Tensor, Tensor)");
+  m.def("pack_int8(Tensor qweight) -> Tensor");
   m.def("linear_int8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, str activation) -> Tensor");
   m.def(
       "linear_packed(Tensor x, Tensor packed, int out_features, Tensor? bias, str activation) "

@@ -3,12 +3,14 @@ bit for bit (output and KV-cache writes) against the block loop of eet_like.laye
 same kernels one op at a time, against eet_like.reference, through GPT-2 generate (fused on and
 off: same tokens and scores), opcheck, and bad inputs."""
 import os
+from unittest import mock
 
 import pytest
 import torch
 
 from eet_like import GPT2LMHeadModel, ops, reference
 from eet_like.generation.kv_cache import KVCache
+from eet_like.layers import Int8Weight
 from eet_like.layers.block import Step, fused_step_weights, run_blocks
 from eet_like.models.gpt2 import GPT2Config, GPT2Model
 from conftest import EMULATED
@@ -37,8 +39,11 @@ def trunk(quantize, layers=3, hidden=96, heads=4, inner=None, seed=0):
         for ln in [m.ln_f] + [n for blk in m.blocks for n in (blk.ln_attn, blk.ln_mlp)]:
             ln.weight.copy_(1 + 0.2 * torch.randn_like(ln.weight))
     if quantize:
-        for blk in m.blocks:
-            blk.quantize_int8_()
+        # "packed": pack_int8 panels on any CPU (by default only AVX2-only CPUs pack).
+        with mock.patch.object(Int8Weight, "pack_applies", staticmethod(lambda q: quantize == "packed")):
+            for blk in m.blocks:
+                blk.quantize_int8_()
+        assert m.blocks[0].mlp.w2.packed == (quantize == "packed")
     return m
 
 
@@ -60,7 +65,7 @@ def loop_step(m, x, cache, positions, key_start, on, fused):
                       final_norm=m.ln_f)
 
 
-@pytest.mark.parametrize("quantize", [False, True], ids=["float32-packed", "int8"])
+@pytest.mark.parametrize("quantize", [False, "int8", "packed"], ids=["float32-packed", "int8", "int8-packed"])
 @pytest.mark.parametrize("rows", [1, 3, 16])
 def test_fused_equals_block_loop_bit_for_bit(quantize, rows, fused):
     m = trunk(quantize)
@@ -73,7 +78,7 @@ def test_fused_equals_block_loop_bit_for_bit(quantize, rows, fused):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("quantize", [False, True], ids=["float32-packed", "int8"])
+@pytest.mark.parametrize("quantize", [False, "int8", "packed"], ids=["float32-packed", "int8", "int8-packed"])
 def test_fused_matches_reference(quantize, fused):
     m = trunk(quantize, inner=200)
     x, cache, pos, ks = step_inputs(m, 5)

@@ -295,3 +295,123 @@ def test_linear_int8_same_bits_with_avx2(tmp_path):
                                              "ops.int8_activation_max() == 63", q, s, b, list(rows))
     assert torch.equal(both[0], torch.cat([other[0], other[2]]))
     assert torch.equal(both[1], torch.cat([other[3], other[0]]))
+
+
+# pack_int8: the AVX2 panel GEMM's weight layout (16 output columns per panel, K in quads, the
+# column sums last), read in place by linear_int8 for every row count, 7-bit activations.
+PACK_SHAPES = [(1, 1), (16, 4), (17, 5), (50, 33), (7, 769), (70, 1030), (2304, 768)]
+
+
+@pytest.mark.parametrize("n,k", PACK_SHAPES)
+def test_pack_int8_matches_reference(n, k):
+    q, _ = ops.quantize_int8(weight(n, k))
+    p = ops.pack_int8(q)
+    assert p.dtype == torch.int8 and p.shape == ((n + 15) // 16, (k + 3) // 4 + 1, 16, 4)
+    assert torch.equal(p, reference.pack_int8(q))
+    assert torch.equal(reference.unpack_int8(p, n)[:, :k], q)
+    # The last quad row of a panel holds its 16 int32 column sums.
+    sums = p[:, -1].contiguous().view(torch.int32).reshape(-1)[:n]
+    assert torch.equal(sums, q.sum(1, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("act", ["identity", "gelu"])
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 7, 12, 16, 17, 64, 131])
+@pytest.mark.parametrize("n,k", [(50, 33), (7, 769), (70, 1030), (2304, 768)])
+def test_linear_int8_packed_matches_reference(rows, n, k, act):
+    """Every row-block shape (6-row blocks and 1-5 row tails), N and K tails, passes of 256
+    quads (K = 1030): the reference at 7-bit activations, and on an AVX2-only CPU the bits of
+    the [N, K] weight (the same panel kernel from 16 rows, the dot-product kernel below)."""
+    g = torch.Generator().manual_seed(rows * 7 + n)
+    x = torch.randn(rows, k, generator=g)
+    x[rows // 2] *= 40
+    q, s = ops.quantize_int8(weight(n, k, seed=rows))
+    bias = torch.randn(n, generator=g)
+    y = ops.linear_int8(x, ops.pack_int8(q), s, bias, act)
+    assert y.shape == (rows, n)
+    torch.testing.assert_close(y, reference.linear_int8(x, q, s, bias, act, activation_max=63),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y, reference.linear_int8(x, ops.pack_int8(q), s, bias, act), atol=1e-5, rtol=1e-5)
+    if ops.int8_activation_max() == 63:
+        assert torch.equal(y, ops.linear_int8(x, q, s, bias, act))
+
+
+def test_linear_int8_packed_integer_part_exact():
+    """The integer sums at the saturation edge of vpmaddubsw pairs (xq = +-63 offset to 127 / 1,
+    weights +-127) and with random values are exact, for 1 to 40 rows, rows independent."""
+    n, k = 37, 1030
+    g = torch.Generator().manual_seed(4)
+    q = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+    q[0] = 127
+    q[1] = -127
+    p = ops.pack_int8(q)
+    ones = torch.ones(n)
+    x = torch.randint(-63, 64, (40, k), generator=g).float()
+    x[:, 0] = 63.0                                           # sx = 1 exactly
+    x[1] = 63.0
+    x[2, 1:] = -63.0
+    full = ops.linear_int8(x, p, ones)
+    assert torch.equal(full.double(), x.double() @ q.double().T)
+    for rows in (1, 3, 6, 11, 17):
+        assert torch.equal(ops.linear_int8(x[5:5 + rows].contiguous(), p, ones), full[5:5 + rows])
+
+
+def test_pack_int8_opcheck():
+    q, s = ops.quantize_int8(weight(20, 24))
+    torch.library.opcheck(torch.ops.eet_like.pack_int8.default, (q,))
+    p = ops.pack_int8(q)
+    for rows in (3, 40):
+        torch.library.opcheck(torch.ops.eet_like.linear_int8.default,
+                              (torch.randn(rows, 24), p, s, torch.randn(20), "gelu"))
+
+
+def test_pack_int8_bad_inputs():
+    q, s = ops.quantize_int8(weight(20, 24))
+    p = ops.pack_int8(q)
+    x = torch.randn(3, 24)
+    with pytest.raises(TypeError, match="qweight must be int8"):
+        ops.pack_int8(q.float())
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\]"):
+        ops.pack_int8(q[0])
+    with pytest.raises(ValueError, match="qweight must be non-empty"):
+        ops.pack_int8(q[:0])
+    with pytest.raises(TypeError, match="qweight must be a torch.Tensor"):
+        ops.pack_int8(None)
+    # linear_int8 with packed panels: N comes from scales, K from x.
+    with pytest.raises(ValueError, match=r"qweight must be \[ceil\(N / 16\), ceil\(K / 4\) \+ 1, 16, 4\]"):
+        ops.linear_int8(torch.randn(3, 40), p, s)
+    with pytest.raises(ValueError, match=r"qweight must be \[ceil\(N / 16\)"):
+        ops.linear_int8(x, p, torch.ones(40))
+    with pytest.raises(ValueError, match=r"scales must be \[N\]"):
+        ops.linear_int8(x, p, s[None])
+    with pytest.raises(ValueError, match=r"bias must be \[N\]"):
+        ops.linear_int8(x, p, s, torch.randn(7))
+    with pytest.raises(ValueError, match="qweight must be contiguous"):
+        ops.linear_int8(x, torch.cat([p, p], 3)[..., ::2], s)
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\] \(or pack_int8"):
+        ops.linear_int8(x, p[0], s)
+
+
+def test_int8_weight_packs_where_it_applies(monkeypatch):
+    """Int8Weight.quantize(pack=True) keeps pack_int8 panels on AVX2-only CPUs (the same results
+    as the [N, K] weight there) and [N, K] elsewhere or with EET_LIKE_INT8_PACK=0; packed rows
+    dequantize like the [N, K] ones (GPT-2's tied word matrix)."""
+    from eet_like.layers import Int8Weight
+    w = weight(50, 33)
+    plain = Int8Weight.quantize(w)
+    packed = Int8Weight.quantize(w, pack=True)
+    assert not plain.packed and packed.shape == plain.shape == (50, 33)
+    assert packed.packed == (ops.int8_activation_max() == 63)
+    idx = torch.tensor([[0, 17], [49, 25]])
+    assert torch.equal(packed.rows(idx), plain.rows(idx))
+    x = torch.randn(4, 33)
+    assert torch.equal(packed.linear(x, None), plain.linear(x, None))
+    monkeypatch.setenv("EET_LIKE_INT8_PACK", "0")
+    assert not Int8Weight.quantize(w, pack=True).packed
+    monkeypatch.setenv("EET_LIKE_INT8_PACK", "yes")
+    with pytest.raises(ValueError, match="EET_LIKE_INT8_PACK must be 0 or 1"):
+        Int8Weight.quantize(w, pack=True)
+    forced = Int8Weight(ops.pack_int8(plain.q), plain.scales, 33)   # packed on any CPU
+    assert torch.equal(forced.rows(idx), plain.rows(idx))
+    torch.testing.assert_close(forced.linear(x, None),
+                               reference.linear_int8(x, plain.q, plain.scales, activation_max=63),
+                               atol=1e-5, rtol=1e-5)

@@ -224,7 +224,7 @@ void gemm_avx2(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t 
 // K slice of it while the slice stays in L1.
 constexpr int kPanelRows = 6;   // activation rows per block: 12 accumulators + ones + 3 temporaries
 constexpr int kPanelCols = 16;  // weight rows (output columns) per panel
-constexpr int kAvx2ActivationMax = 63;  // |xq| without VNNI (int8_activation_max)
+constexpr int kAvx2ActivationMax = kPackedInt8ActivationMax;  // 63: |xq| without VNNI (int8_activation_max)
 constexpr int kActOffset = 64;          // xu = xq + 64 in [1, 127]
 
 // In-place 8 x 8 transpose of 32-bit elements.
@@ -421,42 +421,66 @@ void panel_rows(int64_t rows, const uint8_t* xu, int64_t ld, const int8_t* panel
 // uses it (the int16 kernel before this one: K = 3072 without the split 81, with ~125 GMAC/s).
 constexpr int64_t kPanelQuadsPerPass = 256;
 
-void gemm_avx2_panels(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc) {
+// Bytes of one prepacked panel (pack_int8_panels): k4 quads of 16 x 4 weights, then the 16 int32
+// column sums in one more 64-byte quad.
+inline int64_t packed_panel_bytes(int64_t k) { return ((k + 3) / 4 + 1) * 64; }
+
+// acc[m, n] = (xu - 64) q^T over panels, xu [m, ld] the offset activations (ld = 4 k4). `packed`
+// null: each thread packs its panels from q [n, k] per call; else the panels of
+// pack_int8_panels(q), read in place. Called by every thread of a parallel region (its panels
+// are an orphaned omp for).
+void panels_gemm(const uint8_t* xu, int64_t m, int64_t k, const int8_t* q, const int8_t* packed, int64_t n,
+                 int32_t* acc) {
   const int64_t k4 = (k + 3) / 4, ld = 4 * k4, panels = (n + kPanelCols - 1) / kPanelCols;
-  std::vector<uint8_t> xu(m * ld);
-#pragma omp parallel
   {
-    const __m256i off = _mm256_set1_epi8(kActOffset);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < m; ++i) {
-      const int8_t* xi = xq + i * k;
-      uint8_t* oi = xu.data() + i * ld;
-      int64_t j = 0;
-      for (; j + 32 <= k; j += 32)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(oi + j),
-                            _mm256_add_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + j)), off));
-      for (; j < ld; ++j) oi[j] = static_cast<uint8_t>((j < k ? xi[j] : 0) + kActOffset);
-    }
-    // Per thread: one packed panel (32-byte aligned; the buffer holds one vector more), its column
-    // sums and its [m][16] int32 sums, accumulated over the passes, then offset into acc.
-    std::vector<int8_t> buf(k4 * 64 + 32);
-    int8_t* panel = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+    // Per thread: one packed panel when packing per call (32-byte aligned; the buffer holds one
+    // vector more), its column sums and its [m][16] int32 sums, accumulated over the passes,
+    // then offset into acc.
+    std::vector<int8_t> buf(packed == nullptr ? k4 * 64 + 32 : 0);
+    int8_t* own = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
     std::vector<int32_t> sums(m * kPanelCols);
     int32_t colsum[kPanelCols];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t pi = 0; pi < panels; ++pi) {
       const int64_t c0 = pi * kPanelCols;
       const int cols = static_cast<int>(std::min<int64_t>(kPanelCols, n - c0));
-      pack_panel(q, n, k, c0, panel, colsum);
+      const int8_t* panel = own;
+      if (packed == nullptr) {
+        pack_panel(q, n, k, c0, own, colsum);
+      } else {
+        panel = packed + pi * packed_panel_bytes(k);
+        std::memcpy(colsum, panel + k4 * 64, sizeof(colsum));
+      }
       for (int64_t p0 = 0; p0 < k4; p0 += kPanelQuadsPerPass) {
         const int64_t quads = std::min(kPanelQuadsPerPass, k4 - p0);
         for (int64_t i = 0; i < m; i += kPanelRows)
-          panel_rows(std::min<int64_t>(kPanelRows, m - i), xu.data() + i * ld + 4 * p0, ld, panel + p0 * 64, quads,
+          panel_rows(std::min<int64_t>(kPanelRows, m - i), xu + i * ld + 4 * p0, ld, panel + p0 * 64, quads,
                      sums.data() + i * kPanelCols, p0 > 0);
       }
       for (int64_t i = 0; i < m; ++i)
         for (int j = 0; j < cols; ++j) acc[i * n + c0 + j] = sums[i * kPanelCols + j] - kActOffset * colsum[j];
     }
+  }
+}
+
+// xu[i, :] = xq[i, :] + 64, zero activations (64) past k up to ld = 4 ceil(k / 4).
+inline void offset_row(const int8_t* xi, int64_t k, int64_t ld, uint8_t* oi) {
+  const __m256i off = _mm256_set1_epi8(kActOffset);
+  int64_t j = 0;
+  for (; j + 32 <= k; j += 32)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(oi + j),
+                        _mm256_add_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + j)), off));
+  for (; j < ld; ++j) oi[j] = static_cast<uint8_t>((j < k ? xi[j] : 0) + kActOffset);
+}
+
+void gemm_avx2_panels(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t n, int32_t* acc) {
+  const int64_t ld = 4 * ((k + 3) / 4);
+  std::vector<uint8_t> xu(m * ld);
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < m; ++i) offset_row(xq + i * k, k, ld, xu.data() + i * ld);
+    panels_gemm(xu.data(), m, k, q, nullptr, n, acc);
   }
 }
 
@@ -515,38 +539,81 @@ void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, cons
 
 int int8_activation_max() { return has_vnni() ? 127 : kAvx2ActivationMax; }
 
-void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales, int qmax) {
+namespace {
+
+// One row of quantize_int8: qr = round-half-even(clamp(row / s, -qmax, qmax)), returns
+// s = max|row| / qmax (0, with qr zero, for an all-zero row).
+float quantize_row(const float* row, int64_t k, int8_t* qr, int qmax) {
   const float fmax = static_cast<float>(qmax);
+  __m256 vmax = _mm256_setzero_ps();
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  int64_t j = 0;
+  for (; j + 8 <= k; j += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(row + j), absmask));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, vmax);
+  float amax = 0.f;
+  for (float v : lanes) amax = std::max(amax, v);
+  for (; j < k; ++j) amax = std::max(amax, std::fabs(row[j]));
+  const float s = amax / fmax;
+  if (!(s > 0.f)) {
+    std::fill(qr, qr + k, int8_t(0));
+    return s;
+  }
+  // The division (not a reciprocal) and the rounding of the scalar tail and of torch's
+  // reference, 8 at a time.
+  const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-fmax), hi = _mm256_set1_ps(fmax);
+  for (j = 0; j + 8 <= k; j += 8) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(row + j), vs);
+    v = _mm256_round_ps(_mm256_min_ps(hi, _mm256_max_ps(lo, v)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i i32 = _mm256_cvtps_epi32(v);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(qr + j), _mm_packs_epi16(i16, i16));
+  }
+  for (; j < k; ++j) qr[j] = static_cast<int8_t>(std::nearbyint(std::min(fmax, std::max(-fmax, row[j] / s))));
+  return s;
+}
+
+}  // namespace
+
+void quantize_int8(const float* w, int64_t n, int64_t k, int8_t* q, float* scales, int qmax) {
 #pragma omp parallel for schedule(static) if (n * k > 32768)
-  for (int64_t r = 0; r < n; ++r) {
-    const float* row = w + r * k;
-    int8_t* qr = q + r * k;
-    __m256 vmax = _mm256_setzero_ps();
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    int64_t j = 0;
-    for (; j + 8 <= k; j += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(row + j), absmask));
-    float lanes[8];
-    _mm256_storeu_ps(lanes, vmax);
-    float amax = 0.f;
-    for (float v : lanes) amax = std::max(amax, v);
-    for (; j < k; ++j) amax = std::max(amax, std::fabs(row[j]));
-    const float s = amax / fmax;
-    scales[r] = s;
-    if (!(s > 0.f)) {
-      std::fill(qr, qr + k, int8_t(0));
-      continue;
+  for (int64_t r = 0; r < n; ++r) scales[r] = quantize_row(w + r * k, k, q + r * k, qmax);
+}
+
+int64_t packed_int8_bytes(int64_t n, int64_t k) {
+  return (n + kPanelCols - 1) / kPanelCols * packed_panel_bytes(k);
+}
+
+void pack_int8_panels(const int8_t* q, int64_t n, int64_t k, int8_t* out) {
+  const int64_t panels = (n + kPanelCols - 1) / kPanelCols, k4 = (k + 3) / 4;
+#pragma omp parallel
+  {
+    std::vector<int8_t> buf(k4 * 64 + 32);  // pack_panel stores aligned vectors
+    int8_t* panel = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+    int32_t colsum[kPanelCols];
+#pragma omp for schedule(static)
+    for (int64_t pi = 0; pi < panels; ++pi) {
+      pack_panel(q, n, k, pi * kPanelCols, panel, colsum);
+      int8_t* o = out + pi * packed_panel_bytes(k);
+      std::memcpy(o, panel, k4 * 64);
+      std::memcpy(o + k4 * 64, colsum, sizeof(colsum));
     }
-    // q = round-half-even(clamp(w / s, -qmax, qmax)): the division (not a reciprocal) and the
-    // rounding of the scalar tail and of torch's reference, 8 at a time.
-    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-fmax), hi = _mm256_set1_ps(fmax);
-    for (j = 0; j + 8 <= k; j += 8) {
-      __m256 v = _mm256_div_ps(_mm256_loadu_ps(row + j), vs);
-      v = _mm256_round_ps(_mm256_min_ps(hi, _mm256_max_ps(lo, v)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m256i i32 = _mm256_cvtps_epi32(v);
-      const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(qr + j), _mm_packs_epi16(i16, i16));
+  }
+}
+
+void linear_s8_packed_acc(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, float* sx,
+                          int32_t* acc) {
+  const int64_t ld = 4 * ((k + 3) / 4);
+  std::vector<uint8_t> xu(m * ld);
+#pragma omp parallel
+  {
+    std::vector<int8_t> xq(k);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < m; ++i) {
+      sx[i] = quantize_row(x + i * k, k, xq.data(), kAvx2ActivationMax);
+      offset_row(xq.data(), k, ld, xu.data() + i * ld);
     }
-    for (; j < k; ++j) qr[j] = static_cast<int8_t>(std::nearbyint(std::min(fmax, std::max(-fmax, row[j] / s))));
+    panels_gemm(xu.data(), m, k, nullptr, packed, n, acc);
   }
 }
 

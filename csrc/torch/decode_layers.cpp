@@ -6,9 +6,10 @@
 // x [n, hidden] (the embedded tokens) -> the final-layernormed hidden [n, hidden]. Per layer i
 // the 16 entries of `weights` at 16*i (then ln_f weight, bias at the end):
 //   ln1_w ln1_b | qkv_w qkv_s qkv_b | out_w out_s out_b | ln2_w ln2_b | fc1_w fc1_s fc1_b | fc2_w fc2_s fc2_b
-// A linear weight is either int8 [N, K] with its scales [N] (quantize_int8: linear_int8) or a
-// float32 pack_linear panel tensor with no scales (linear_packed). out_b and fc2_b ride in the
-// following add_layernorm. CPU float32 only (no CUDA kernel: CUDA decode steps replay graphs).
+// A linear weight is either int8 [N, K] (quantize_int8) or its pack_int8 panels, with its scales
+// [N] (linear_int8), or a float32 pack_linear panel tensor with no scales (linear_packed).
+// out_b and fc2_b ride in the following add_layernorm. CPU float32 only (no CUDA kernel: CUDA
+// decode steps replay graphs).
 #include "enums.h"
 #include "gemm.h"
 #include "op_impls.h"
@@ -40,13 +41,15 @@ at::Tensor required(const c10::List<c10::optional<at::Tensor>>& weights, int64_t
   return *t;
 }
 
-// The inner size of a layer's FFN, from its second weight: int8 [hidden, inner] or packed
+// The inner size of a layer's FFN, from its second weight (at i; fc1's scales at i - 2): int8
+// [hidden, inner], pack_int8 panels (inner = fc1's scales.size(0)) or packed float32
 // [ceil(hidden / P), inner, P].
 int64_t ffn_inner(const c10::List<c10::optional<at::Tensor>>& weights, int64_t i) {
   const at::Tensor w2 = required(weights, i, "fc2 weight");
+  if (w2.dim() == 4 && w2.scalar_type() == at::kChar) return required(weights, i - 2, "fc1 scales").size(0);
   TORCH_CHECK_VALUE(w2.dim() == 2 || w2.dim() == 3, "weights[", i,
-                    "] (fc2 weight) must be int8 [hidden, inner] or packed [panels, inner, P], got ",
-                    shape_str(w2));
+                    "] (fc2 weight) must be int8 [hidden, inner] or [panels, quads, 16, 4] (pack_int8), or "
+                    "packed float32 [panels, inner, P], got ", shape_str(w2));
   return w2.size(1);
 }
 

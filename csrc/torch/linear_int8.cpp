@@ -49,23 +49,35 @@ int64_t int_mm_min_rows() {
 
 
 // The checks both devices share: x [..., K] float contiguous (returns K), qweight int8 [N, K]
-// contiguous on x's device, bias [N] like x (b receives it contiguous, or stays undefined).
-// scales is device-specific (the callers check it).
-int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight,
-                               const c10::optional<at::Tensor>& bias, at::Tensor& b) {
+// contiguous on x's device (or, with `packed_ok` (CPU), pack_int8's panels
+// [ceil(N / 16), ceil(K / 4) + 1, 16, 4] with N = scales.size(0)), bias [N] like x (b receives it
+// contiguous, or stays undefined); n receives N. scales is device-specific (the callers check it).
+int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
+                               const c10::optional<at::Tensor>& bias, bool packed_ok, at::Tensor& b, int64_t& n) {
   const int64_t K = check_gemm_input(x);
   TORCH_CHECK_TYPE(qweight.scalar_type() == at::kChar, "qweight must be int8 (from quantize_int8), got ",
                    qweight.scalar_type());
   check_device(qweight, "qweight", x, "x");
-  check_rank(qweight, "qweight", 2, "[N, K]");
-  TORCH_CHECK_VALUE(qweight.size(1) == K, "qweight must be [N, K] with K = x.size(-1) = ", K, ", got ",
-                    shape_str(qweight));
-  TORCH_CHECK_VALUE(qweight.size(0) > 0, "qweight must be non-empty, got ", shape_str(qweight));
+  if (packed_ok && qweight.dim() == 4) {
+    check_rank(scales, "scales", 1, "[N] (from quantize_int8)");
+    n = scales.size(0);
+    TORCH_CHECK_VALUE(n > 0, "scales must be non-empty, got ", shape_str(scales));
+    check_shape(qweight, "qweight", int8_panel_shape(n, K),
+                "[ceil(N / 16), ceil(K / 4) + 1, 16, 4] (pack_int8 of an [N, K] weight; N = scales.size(0), "
+                "K = x.size(-1))");
+  } else {
+    check_rank(qweight, "qweight", 2,
+               packed_ok ? "[N, K] (or pack_int8's [ceil(N / 16), ceil(K / 4) + 1, 16, 4])" : "[N, K] (pack_int8's "
+               "panels are CPU-only)");
+    TORCH_CHECK_VALUE(qweight.size(1) == K, "qweight must be [N, K] with K = x.size(-1) = ", K, ", got ",
+                      shape_str(qweight));
+    TORCH_CHECK_VALUE(qweight.size(0) > 0, "qweight must be non-empty, got ", shape_str(qweight));
+    n = qweight.size(0);
+  }
   check_contiguous(qweight, "qweight");
-  const int64_t N = qweight.size(0);
   if (bias.has_value()) {
     check_like(*bias, "bias", x, "x");
-    check_shape(*bias, "bias", {N}, "[N]");
+    check_shape(*bias, "bias", {n}, "[N]");
     b = bias->contiguous();
   }
   return K;
@@ -78,15 +90,25 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
   const Act act = to_act(activation);
   TORCH_CHECK_VALUE(x.is_cpu(), "x must be on CPU: linear_int8 is a CPU GEMM, got ", x.device());
   at::Tensor b;
-  const int64_t K = check_linear_int8_args(x, qweight, bias, b);
+  int64_t N = 0;
+  const int64_t K = check_linear_int8_args(x, qweight, scales, bias, /*packed_ok=*/true, b, N);
   TORCH_CHECK_VALUE(K <= cpu::kInt8MaxK, "x.size(-1) must be <= ", cpu::kInt8MaxK,
                     " (int32 accumulation of the int8 products), got ", K);
-  const int64_t M = x.numel() / K, N = qweight.size(0);
+  const int64_t M = x.numel() / K;
   check_like(scales, "scales", x, "x");
   check_shape(scales, "scales", {N}, "[N] (from quantize_int8)");
   const at::Tensor sw = scales.contiguous();
-  at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
   at::Tensor sx = at::empty({M}, x.options());
+  at::Tensor y = at::empty(with_last_dim(x, N), x.options());
+  if (qweight.dim() == 4) {  // pack_int8's panels: 7-bit activations, the AVX2 panel GEMM, any row count
+    at::Tensor acc = at::empty({M, N}, x.options().dtype(at::kInt));
+    cpu::linear_s8_packed_acc(x.data_ptr<float>(), M, K, qweight.data_ptr<int8_t>(), N, sx.data_ptr<float>(),
+                              acc.data_ptr<int32_t>());
+    cpu::dequant_bias_act(acc.data_ptr<int32_t>(), sx.data_ptr<float>(), sw.data_ptr<float>(),
+                          b.defined() ? b.data_ptr<float>() : nullptr, act, M, N, y.data_ptr<float>());
+    return y;
+  }
+  at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
   cpu::quantize_int8(x.data_ptr<float>(), M, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>(),
                      cpu::int8_activation_max());
   at::Tensor acc;
@@ -102,7 +124,6 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
   }
   TORCH_CHECK(acc.is_contiguous() && acc.scalar_type() == at::kInt, "linear_int8: the int32 GEMM returned ",
               acc.scalar_type(), " with strides ", acc.strides());
-  at::Tensor y = at::empty(with_last_dim(x, N), x.options());
   cpu::dequant_bias_act(acc.data_ptr<int32_t>(), sx.data_ptr<float>(), sw.data_ptr<float>(),
                         b.defined() ? b.data_ptr<float>() : nullptr, act, M, N, y.data_ptr<float>());
   return y;
@@ -115,8 +136,9 @@ at::Tensor linear_int8_cuda(const at::Tensor& x, const at::Tensor& qweight, cons
   TORCH_CHECK_VALUE(on_kernel_device(x), "x must be on the CUDA device of linear_int8's CUDA kernels, got ",
                     x.device());
   at::Tensor b;
-  const int64_t K = check_linear_int8_args(x, qweight, bias, b);
-  const int64_t M = x.numel() / K, N = qweight.size(0);
+  int64_t N = 0;
+  const int64_t K = check_linear_int8_args(x, qweight, scales, bias, /*packed_ok=*/false, b, N);
+  const int64_t M = x.numel() / K;
   // The CUDA kernels read float32 scales whatever x's dtype (quantize_int8 makes them so).
   check_device(scales, "scales", x, "x");
   TORCH_CHECK_TYPE(scales.scalar_type() == at::kFloat,

@@ -38,6 +38,7 @@ EET_DECLARE_IMPL(at::Tensor, pack_linear, const at::Tensor& weight);
 EET_DECLARE_IMPL(at::Tensor, linear_packed, const at::Tensor& x, const at::Tensor& packed,
                  int64_t out_features, const OptTensor& bias, c10::string_view activation);
 EET_DECLARE_IMPL(TensorPair, quantize_int8, const at::Tensor& weight);
+EET_DECLARE_IMPL(at::Tensor, pack_int8, const at::Tensor& qweight);
 EET_DECLARE_IMPL(at::Tensor, linear_int8, const at::Tensor& x, const at::Tensor& qweight,
                  const at::Tensor& scales, const OptTensor& bias, c10::string_view activation);
 EET_DECLARE_IMPL(at::Tensor, attention, const at::Tensor& qkv, int64_t num_heads, bool causal,

@@ -48,9 +48,15 @@ def _quantize_int8(weight):
     return weight.new_empty((n, k), dtype=torch.int8), weight.new_empty((n,), dtype=torch.float32)
 
 
+@torch.library.register_fake("eet_like::pack_int8")
+def _pack_int8(qweight):
+    n, k = qweight.shape
+    return qweight.new_empty(((n + 15) // 16, (k + 3) // 4 + 1, 16, 4))
+
+
 @torch.library.register_fake("eet_like::linear_int8")
 def _linear_int8(x, qweight, scales, bias, activation):
-    return x.new_empty((*x.shape[:-1], qweight.shape[0]))
+    return x.new_empty((*x.shape[:-1], scales.shape[0]))  # N: qweight may be pack_int8 panels
 
 
 @torch.library.register_fake("eet_like::attention")

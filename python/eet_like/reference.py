@@ -131,14 +131,39 @@ def quantize_int8(weight, qmax=127):
     return torch.round(w / safe[:, None]).clamp(-qmax, qmax).to(torch.int8), scales
 
 
+def pack_int8(qweight):
+    """ops.pack_int8's panels of an int8 [N, K] weight: [ceil(N/16), ceil(K/4) + 1, 16, 4], panel
+    p holding out[p, c, j, e] = q[16p + j, 4c + e] (zero padded), then its 16 int32 column sums
+    (little-endian bytes) as the last quad row."""
+    n, k = qweight.shape
+    panels, quads = (n + 15) // 16, (k + 3) // 4
+    padded = torch.zeros(panels * 16, quads * 4, dtype=torch.int8)
+    padded[:n, :k] = qweight
+    body = padded.view(panels, 16, quads, 4).permute(0, 2, 1, 3)
+    colsum = padded.sum(1, dtype=torch.int32)
+    sums = colsum.view(torch.int8).view(panels, 1, 16, 4)
+    return torch.cat([body, sums], 1).contiguous()
+
+
+def unpack_int8(packed, n):
+    """The int8 [n, K4 * 4] weight (K padded to quads) of pack_int8's panels (n = scales.size(0))."""
+    panels, quads = packed.shape[0], packed.shape[1] - 1
+    return packed[:, :quads].permute(0, 2, 1, 3).reshape(panels * 16, quads * 4)[:n]
+
+
 def linear_int8(x, qweight, scales, bias=None, activation="identity", activation_max=None):
     """The same quantization as the op, exactly: each row of x quantized like a weight row but
-    to [-activation_max, activation_max] (None: the op's range on this CPU,
-    ops.int8_activation_max(): 127 with VNNI, 63 on AVX2-only CPUs), the int8 products summed
-    exactly (in float64: |sum| < 2^53), then act(acc * (sx * scales) + bias) in float32."""
+    to [-activation_max, activation_max] (None: the op's range, ops.int8_activation_max() for an
+    [N, K] qweight: 127 with VNNI, 63 on AVX2-only CPUs; always 63 for pack_int8 panels), the
+    int8 products summed exactly (in float64: |sum| < 2^53), then act(acc * (sx * scales) +
+    bias) in float32."""
+    k = x.shape[-1]
+    if qweight.dim() == 4:
+        qweight = unpack_int8(qweight, scales.shape[0])[:, :k]
+        if activation_max is None:
+            activation_max = 63
     if activation_max is None:
         activation_max = int8_activation_max()
-    k = x.shape[-1]
     xq, sx = quantize_int8(x.reshape(-1, k), activation_max)
     acc = (xq.double() @ qweight.double().T).float()
     y = acc * (sx[:, None] * scales[None, :])

@@ -48,12 +48,13 @@ class TransformerBlock(nn.Module):
 
     def quantize_int8_(self) -> None:
         """Every linear weight of the block becomes an Int8Weight (int8, one scale
-        per output row); the GEMM runners then run the int8 kernels."""
+        per output row; packed for the CPU panel GEMM where Int8Weight.pack_applies); the GEMM
+        runners then run the int8 kernels."""
         names = [(self.attn, "qkv_weight"), (self.attn, "out_weight"), (self.mlp, "w1"), (self.mlp, "w2")]
         if self.cross is not None:
             names += [(self.cross, "q_weight"), (self.cross, "kv_weight"), (self.cross, "out_weight")]
         for module, name in names:
-            quantize_int8_(module, name)
+            quantize_int8_(module, name, pack=True)
 
 
 @dataclass

@@ -21,22 +21,56 @@ class Int8Weight:
     """An int8 [out_features, in_features] nn.Linear weight in place of the float one: q and the
     per-row scales of ops.quantize_int8 (W ~ q * scales[:, None]), the one copy every GEMM path
     reads (ops.linear_int8). The float weight is not kept. The scales are float32 whatever the
-    model's dtype (what the CUDA kernels read)."""
-    q: torch.Tensor        # [N, K] int8
+    model's dtype (what the CUDA kernels read).
+
+    Packed (quantize(..., pack=True) where pack_applies): q is ops.pack_int8's panels instead of
+    [N, K], the layout of the AVX2 panel GEMM, so no call repacks the weight; same bytes (plus 4
+    per output column) and, on the AVX2-only CPUs where it applies, the same results."""
+    q: torch.Tensor        # [N, K] int8, or its pack_int8 panels [ceil(N/16), ceil(K/4) + 1, 16, 4]
     scales: torch.Tensor   # [N] float32
+    in_features: int = -1  # K (given for packed q, whose K is padded to quads)
+
+    def __post_init__(self):
+        if self.in_features < 0:
+            self.in_features = self.q.shape[1]
 
     @classmethod
-    def quantize(cls, w: torch.Tensor) -> "Int8Weight":
-        return cls(*ops.quantize_int8(w.detach().contiguous()))
+    def quantize(cls, w: torch.Tensor, pack: bool = False) -> "Int8Weight":
+        q, scales = ops.quantize_int8(w.detach().contiguous())
+        if pack and cls.pack_applies(q):
+            return cls(ops.pack_int8(q), scales, q.shape[1])
+        return cls(q, scales)
+
+    @staticmethod
+    def pack_applies(q: torch.Tensor) -> bool:
+        """Whether quantize(pack=True) packs: a CPU weight (not in the CUDA emulation build, whose
+        CPU tensors take the CUDA kernels) on an AVX2-only CPU (ops.int8_activation_max() == 63:
+        the panel GEMM is linear_int8's kernel there anyway, with the same 7-bit activations),
+        unless EET_LIKE_INT8_PACK=0. With AVX-512 VNNI the [N, K] kernels (VNNI, AMX, oneDNN)
+        are faster and use 8-bit activations, so the weight stays [N, K]."""
+        v = os.environ.get("EET_LIKE_INT8_PACK", "1")
+        if v not in ("0", "1"):
+            raise ValueError(f"EET_LIKE_INT8_PACK must be 0 or 1, got {v!r}")
+        return (v == "1" and q.device.type == "cpu" and not cuda_emulated()
+                and ops.int8_activation_max() == 63)
+
+    @property
+    def packed(self) -> bool:
+        return self.q.dim() == 4
 
     @property
     def shape(self) -> tuple:
-        return tuple(self.q.shape)
+        return (self.scales.shape[0], self.in_features)
 
     def rows(self, index: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
         """Dequantized rows W[index] ([*index.shape, K], computed in float32, returned in
-        `dtype`): the embedding lookup of a quantized word-embedding matrix."""
-        return (self.q[index].float() * self.scales[index].unsqueeze(-1)).to(dtype)
+        `dtype`): the embedding lookup of a quantized word-embedding matrix (GPT-2's tied LM
+        head: packed rows are gathered from their panels)."""
+        if self.packed:  # row n is q[n // 16, :quads, n % 16, :]
+            q = self.q[index // 16, :-1, index % 16].flatten(-2)[..., :self.in_features]
+        else:
+            q = self.q[index]
+        return (q.float() * self.scales[index].unsqueeze(-1)).to(dtype)
 
     def nbytes(self) -> int:
         return self.q.numel() * self.q.element_size() + self.scales.numel() * 4
@@ -45,9 +79,10 @@ class Int8Weight:
         return _ops.linear_int8(x.contiguous(), self.q, self.scales, b, activation)
 
 
-def quantize_int8_(module, name: str) -> None:
-    """module.<name> (a float weight Parameter) becomes its Int8Weight; the float tensor is dropped."""
-    q = Int8Weight.quantize(getattr(module, name))
+def quantize_int8_(module, name: str, pack: bool = False) -> None:
+    """module.<name> (a float weight Parameter) becomes its Int8Weight (packed for the CPU panel
+    GEMM with `pack` where Int8Weight.pack_applies); the float tensor is dropped."""
+    q = Int8Weight.quantize(getattr(module, name), pack=pack)
     delattr(module, name)
     setattr(module, name, q)
 

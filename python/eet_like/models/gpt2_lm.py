@@ -123,7 +123,8 @@ class GPT2LMHeadModel(nn.Module):
         ops.linear_int8: on CPU float32 activations quantized per token, on CUDA int8 weights
         only); the float weights are dropped. The tied word-embedding matrix is stored
         once, in int8, and its rows are dequantized at lookup (a few rows per step), so the
-        model holds about a quarter of its float32 bytes (memory_bytes())."""
+        model holds about a quarter of its float32 bytes (memory_bytes()). On AVX2-only CPUs the
+        int8 weights are kept in the panel layout of the int8 GEMM (Int8Weight.pack_applies)."""
         check_quantize(quantize, self.dtype, self.device)
         if quantize is None or self.quantization == quantize:
             return self
@@ -132,9 +133,9 @@ class GPT2LMHeadModel(nn.Module):
             for blk in t.blocks:
                 blk.quantize_int8_()
             if self.lm_head is None:
-                quantize_int8_(t.embed, "word")
+                quantize_int8_(t.embed, "word", pack=True)
             else:
-                quantize_int8_(self, "lm_head")
+                quantize_int8_(self, "lm_head", pack=True)
         t.decode_gemm = PackedDecodeGemm()  # drop float packed copies made before
         self.quantization = quantize
         return self

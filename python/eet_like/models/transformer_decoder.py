@@ -98,7 +98,7 @@ class TransformerDecoderModel(nn.Module):
             blk.quantize_int8_()
         for name in ("project_in", "project_out", "output_weight"):
             if getattr(self, name) is not None:
-                quantize_int8_(self, name)
+                quantize_int8_(self, name, pack=True)
         self.gemm = PackedDecodeGemm()   # drop float packed copies made before
 
     def memory_bytes(self) -> int:
