@@ -425,41 +425,49 @@ constexpr int64_t kPanelQuadsPerPass = 256;
 // column sums in one more 64-byte quad.
 inline int64_t packed_panel_bytes(int64_t k) { return ((k + 3) / 4 + 1) * 64; }
 
-// acc[m, n] = (xu - 64) q^T over panels, xu [m, ld] the offset activations (ld = 4 k4). `packed`
-// null: each thread packs its panels from q [n, k] per call; else the panels of
-// pack_int8_panels(q), read in place. Called by every thread of a parallel region (its panels
-// are an orphaned omp for).
+// (xu - 64) q^T over panels, xu [m, ld] the offset activations (ld = 4 k4). `packed` null: each
+// thread packs its panels from q [n, k] per call; else the panels of pack_int8_panels(q), read in
+// place. Each panel's exact int32 result goes to emit(sums, c0, cols): sums [m][16] for output
+// columns [c0, c0 + cols), already offset-corrected. Called by every thread of a parallel region
+// (its panels are an orphaned omp for).
+template <class Emit>
 void panels_gemm(const uint8_t* xu, int64_t m, int64_t k, const int8_t* q, const int8_t* packed, int64_t n,
-                 int32_t* acc) {
+                 Emit&& emit) {
   const int64_t k4 = (k + 3) / 4, ld = 4 * k4, panels = (n + kPanelCols - 1) / kPanelCols;
-  {
-    // Per thread: one packed panel when packing per call (32-byte aligned; the buffer holds one
-    // vector more), its column sums and its [m][16] int32 sums, accumulated over the passes,
-    // then offset into acc.
-    std::vector<int8_t> buf(packed == nullptr ? k4 * 64 + 32 : 0);
-    int8_t* own = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
-    std::vector<int32_t> sums(m * kPanelCols);
-    int32_t colsum[kPanelCols];
+  // Per thread: one packed panel when packing per call (32-byte aligned; the buffer holds one
+  // vector more), its column sums and its [m][16] int32 sums, accumulated over the passes.
+  std::vector<int8_t> buf(packed == nullptr ? k4 * 64 + 32 : 0);
+  int8_t* own = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+  std::vector<int32_t> sums(m * kPanelCols);
+  int32_t colsum[kPanelCols];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t pi = 0; pi < panels; ++pi) {
-      const int64_t c0 = pi * kPanelCols;
-      const int cols = static_cast<int>(std::min<int64_t>(kPanelCols, n - c0));
-      const int8_t* panel = own;
-      if (packed == nullptr) {
-        pack_panel(q, n, k, c0, own, colsum);
-      } else {
-        panel = packed + pi * packed_panel_bytes(k);
-        std::memcpy(colsum, panel + k4 * 64, sizeof(colsum));
-      }
-      for (int64_t p0 = 0; p0 < k4; p0 += kPanelQuadsPerPass) {
-        const int64_t quads = std::min(kPanelQuadsPerPass, k4 - p0);
-        for (int64_t i = 0; i < m; i += kPanelRows)
-          panel_rows(std::min<int64_t>(kPanelRows, m - i), xu + i * ld + 4 * p0, ld, panel + p0 * 64, quads,
-                     sums.data() + i * kPanelCols, p0 > 0);
-      }
-      for (int64_t i = 0; i < m; ++i)
-        for (int j = 0; j < cols; ++j) acc[i * n + c0 + j] = sums[i * kPanelCols + j] - kActOffset * colsum[j];
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    const int64_t c0 = pi * kPanelCols;
+    const int cols = static_cast<int>(std::min<int64_t>(kPanelCols, n - c0));
+    const int8_t* panel = own;
+    if (packed == nullptr) {
+      pack_panel(q, n, k, c0, own, colsum);
+    } else {
+      panel = packed + pi * packed_panel_bytes(k);
+      std::memcpy(colsum, panel + k4 * 64, sizeof(colsum));
     }
+    for (int64_t p0 = 0; p0 < k4; p0 += kPanelQuadsPerPass) {
+      const int64_t quads = std::min(kPanelQuadsPerPass, k4 - p0);
+      for (int64_t i = 0; i < m; i += kPanelRows)
+        panel_rows(std::min<int64_t>(kPanelRows, m - i), xu + i * ld + 4 * p0, ld, panel + p0 * 64, quads,
+                   sums.data() + i * kPanelCols, p0 > 0);
+    }
+    // The +64 offset: sum_k (xq + 64) q = sum_k xq q + 64 colsum.
+    const __m256i off0 = _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(colsum)),
+                                            _mm256_set1_epi32(kActOffset));
+    const __m256i off1 = _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(colsum + 8)),
+                                            _mm256_set1_epi32(kActOffset));
+    for (int64_t i = 0; i < m; ++i) {
+      __m256i* r = reinterpret_cast<__m256i*>(sums.data() + i * kPanelCols);
+      _mm256_storeu_si256(r, _mm256_sub_epi32(_mm256_loadu_si256(r), off0));
+      _mm256_storeu_si256(r + 1, _mm256_sub_epi32(_mm256_loadu_si256(r + 1), off1));
+    }
+    emit(sums.data(), c0, cols);
   }
 }
 
@@ -480,7 +488,9 @@ void gemm_avx2_panels(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, i
   {
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) offset_row(xq + i * k, k, ld, xu.data() + i * ld);
-    panels_gemm(xu.data(), m, k, q, nullptr, n, acc);
+    panels_gemm(xu.data(), m, k, q, nullptr, n, [&](const int32_t* sums, int64_t c0, int cols) {
+      for (int64_t i = 0; i < m; ++i) std::memcpy(acc + i * n + c0, sums + i * kPanelCols, cols * sizeof(int32_t));
+    });
   }
 }
 
@@ -499,22 +509,24 @@ bool has_vnni() {
 // widening every weight panel to int16 only pays off where many rows share it.
 constexpr int64_t kPanelMinRows = 16;
 
+// One row of the epilogue: yi[c] = act(float(a[c]) * (s * sw[c]) + bias[c]) for c < n (bias may
+// be null). The one definition both epilogues use, so they give the same bits.
+template <Act A>
+inline void epilogue_row(const int32_t* a, float s, const float* sw, const float* bias, int64_t n, float* yi) {
+  if (bias != nullptr) {
+#pragma omp simd
+    for (int64_t c = 0; c < n; ++c) yi[c] = activate<A, VecMath>(static_cast<float>(a[c]) * (s * sw[c]) + bias[c]);
+  } else {
+#pragma omp simd
+    for (int64_t c = 0; c < n; ++c) yi[c] = activate<A, VecMath>(static_cast<float>(a[c]) * (s * sw[c]));
+  }
+}
+
 template <Act A>
 void epilogue(const int32_t* acc, const float* sx, const float* sw, const float* bias, int64_t m, int64_t n,
               float* y) {
 #pragma omp parallel for schedule(static) if (m * n > 32768)
-  for (int64_t i = 0; i < m; ++i) {
-    const float s = sx[i];
-    const int32_t* a = acc + i * n;
-    float* yi = y + i * n;
-    if (bias != nullptr) {
-#pragma omp simd
-      for (int64_t c = 0; c < n; ++c) yi[c] = activate<A, VecMath>(static_cast<float>(a[c]) * (s * sw[c]) + bias[c]);
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < n; ++c) yi[c] = activate<A, VecMath>(static_cast<float>(a[c]) * (s * sw[c]));
-    }
-  }
+  for (int64_t i = 0; i < m; ++i) epilogue_row<A>(acc + i * n, sx[i], sw, bias, n, y + i * n);
 }
 
 }  // namespace
@@ -601,10 +613,14 @@ void pack_int8_panels(const int8_t* q, int64_t n, int64_t k, int8_t* out) {
   }
 }
 
-void linear_s8_packed_acc(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, float* sx,
-                          int32_t* acc) {
+namespace {
+
+template <Act A>
+void linear_s8_packed_act(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, const float* sw,
+                          const float* bias, float* y) {
   const int64_t ld = 4 * ((k + 3) / 4);
   std::vector<uint8_t> xu(m * ld);
+  std::vector<float> sx(m);
 #pragma omp parallel
   {
     std::vector<int8_t> xq(k);
@@ -613,7 +629,24 @@ void linear_s8_packed_acc(const float* x, int64_t m, int64_t k, const int8_t* pa
       sx[i] = quantize_row(x + i * k, k, xq.data(), kAvx2ActivationMax);
       offset_row(xq.data(), k, ld, xu.data() + i * ld);
     }
-    panels_gemm(xu.data(), m, k, nullptr, packed, n, acc);
+    // The epilogue of each panel while its sums are in L1: no [m, n] int32 round trip.
+    panels_gemm(xu.data(), m, k, nullptr, packed, n, [&](const int32_t* sums, int64_t c0, int cols) {
+      for (int64_t i = 0; i < m; ++i)
+        epilogue_row<A>(sums + i * kPanelCols, sx[i], sw + c0, bias == nullptr ? nullptr : bias + c0, cols,
+                        y + i * n + c0);
+    });
+  }
+}
+
+}  // namespace
+
+void linear_s8_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, const float* sw,
+                      const float* bias, Act act, float* y) {
+  switch (act) {
+    case Act::kIdentity: return linear_s8_packed_act<Act::kIdentity>(x, m, k, packed, n, sw, bias, y);
+    case Act::kRelu: return linear_s8_packed_act<Act::kRelu>(x, m, k, packed, n, sw, bias, y);
+    case Act::kGeluErf: return linear_s8_packed_act<Act::kGeluErf>(x, m, k, packed, n, sw, bias, y);
+    case Act::kGeluTanh: return linear_s8_packed_act<Act::kGeluTanh>(x, m, k, packed, n, sw, bias, y);
   }
 }
 

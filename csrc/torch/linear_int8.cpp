@@ -98,16 +98,13 @@ at::Tensor linear_int8_cpu(const at::Tensor& x, const at::Tensor& qweight, const
   check_like(scales, "scales", x, "x");
   check_shape(scales, "scales", {N}, "[N] (from quantize_int8)");
   const at::Tensor sw = scales.contiguous();
-  at::Tensor sx = at::empty({M}, x.options());
   at::Tensor y = at::empty(with_last_dim(x, N), x.options());
   if (qweight.dim() == 4) {  // pack_int8's panels: 7-bit activations, the AVX2 panel GEMM, any row count
-    at::Tensor acc = at::empty({M, N}, x.options().dtype(at::kInt));
-    cpu::linear_s8_packed_acc(x.data_ptr<float>(), M, K, qweight.data_ptr<int8_t>(), N, sx.data_ptr<float>(),
-                              acc.data_ptr<int32_t>());
-    cpu::dequant_bias_act(acc.data_ptr<int32_t>(), sx.data_ptr<float>(), sw.data_ptr<float>(),
-                          b.defined() ? b.data_ptr<float>() : nullptr, act, M, N, y.data_ptr<float>());
+    cpu::linear_s8_packed(x.data_ptr<float>(), M, K, qweight.data_ptr<int8_t>(), N, sw.data_ptr<float>(),
+                          b.defined() ? b.data_ptr<float>() : nullptr, act, y.data_ptr<float>());
     return y;
   }
+  at::Tensor sx = at::empty({M}, x.options());
   at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
   cpu::quantize_int8(x.data_ptr<float>(), M, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>(),
                      cpu::int8_activation_max());

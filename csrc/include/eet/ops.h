@@ -113,13 +113,15 @@ bool gemm_s8s8_amx_available();
 // Prepacked int8 weights for the AVX2 panel GEMM (any x86-64 CPU with AVX2). pack_int8_panels:
 // q [n, k] -> ceil(n / 16) panels of packed_int8_bytes(n, k) / panels bytes each: ceil(k / 4)
 // quads of 16 x 4 weights (out[p][j][e] = q[16 panel + j, 4p + e], zero padded), then the 16
-// int32 column sums (sum_k q) in one more 64-byte quad. linear_s8_packed_acc: quantizes each row
-// of x [m, k] to 7 bits (sx[i] = max|x_i| / 63, as quantize_int8 with qmax 63) and computes
-// acc[m, n] = xq q^T exactly from the panels, with no per-call repacking; any row count.
+// int32 column sums (sum_k q) in one more 64-byte quad. linear_s8_packed: y [m, n] =
+// act(float(xq q^T) * (sx * sw) + bias) (dequant_bias_act's formula and bits), each row of x
+// [m, k] quantized to 7 bits (sx[i] = max|x_i| / 63, as quantize_int8 with qmax 63), the int32
+// sums exact, read from the panels with no per-call repacking, each panel's epilogue applied
+// while its sums are in cache; any row count.
 int64_t packed_int8_bytes(int64_t n, int64_t k);
 void pack_int8_panels(const int8_t* q, int64_t n, int64_t k, int8_t* out);
-void linear_s8_packed_acc(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, float* sx,
-                          int32_t* acc);
+void linear_s8_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, const float* sw,
+                      const float* bias, Act act, float* y);
 constexpr int kPackedInt8ActivationMax = 63;
 void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, const float* bias, Act act,
                       int64_t m, int64_t n, float* y);
