@@ -41,6 +41,8 @@ def test_gpt2_int8_half_batched_greedy_equals_alone(hf_gpt2, dtype):
     m8 = GPT2LMHeadModel.from_pretrained(hf_gpt2, dtype=dtype, max_batch=4, max_seq_len=64, quantize="int8")
     assert m8.quantization == "int8" and isinstance(m8.lm_weight, Int8Weight)
     assert m8.lm_weight.scales.dtype == torch.float32
+    # The CUDA kernels read [N, K]: no weight is packed for the CPU panel GEMM in this build.
+    assert not m8.lm_weight.packed and not m8.transformer.blocks[0].mlp.w1.packed
     ids, mask = left_padded(VOCAB, [22, 17, 19], seed=3)
     kw = dict(max_new_tokens=10, pad_token_id=PAD)
     batched = m8.generate(ids, attention_mask=mask, **kw)
@@ -94,3 +96,13 @@ def test_bert_minilm_int8_fp16_embeddings_close_to_fp32():
     e8 = eet_like.encode_sentences(i8, tok, SENTENCES)
     cos = torch.nn.functional.cosine_similarity(e32.float(), e8.float(), dim=-1)
     assert cos.min().item() >= 0.99, cos.tolist()
+
+
+def test_packed_int8_weight_is_cpu_only_here():
+    """pack_int8 keeps its CPU kernel in this build, but linear_int8 runs the CUDA glue for CPU
+    tensors, which reads [N, K] only: a packed weight is refused by name."""
+    q, s = eet_like.ops.quantize_int8(torch.randn(20, 24))
+    p = eet_like.ops.pack_int8(q)
+    assert p.shape == (2, 7, 16, 4)
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\] \(pack_int8's panels are CPU-only\)"):
+        eet_like.ops.linear_int8(torch.randn(3, 24), p, s)
