@@ -1,5 +1,6 @@
 """fairseq generation speed, side by side in one run: fairseq's own TransformerDecoder vs the
-eet_like one (eet_like.fairseq.TransformerDecoder), both driven by fairseq's SequenceGenerator.
+eet_like one (eet_like.fairseq.TransformerDecoder), float32 and with int8 weights
+(from_fairseq(quantize="int8")), all driven by fairseq's SequenceGenerator.
 
 Models have RANDOM weights (no download): a GPT-2-small-shaped transformer_lm (12 x 768, 12
 heads, 50k symbols) and a transformer-base-shaped encoder-decoder (6 + 6 x 512, 8 heads, 32k
@@ -11,6 +12,7 @@ bookkeeping included: what a fairseq user sees).
     python benchmarks/bench_fairseq.py                       # CPU fp32, 1 thread (~2 min)
     python benchmarks/bench_fairseq.py --threads 0           # CPU, torch's default threads
     python benchmarks/bench_fairseq.py --quick               # tiny smoke run
+    python benchmarks/bench_fairseq.py --quantize none       # eet_like float only (int8: int8 only)
     python benchmarks/bench_fairseq.py --device cuda --dtype float16
 
 Writes a table to stdout and JSON to --json (default benchmarks/results/fairseq_<device>.json).
@@ -67,6 +69,8 @@ def parse_args(argv=None):
                         "development machine OpenMP spin-waits made 2-thread timings swing up to 10x "
                         "while other jobs ran; one thread gives both decoders the same, stable footing")
     p.add_argument("--quick", action="store_true", help="tiny models, a smoke run")
+    p.add_argument("--quantize", choices=["none", "int8"], default=None,
+                   help="the eet_like decoders: float only (none) or int8 weights only (default: both)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     a.dtype = a.dtype or ("float16" if a.device == "cuda" else "float32")
@@ -166,6 +170,9 @@ def main(argv=None):
     print(f"# fairseq SequenceGenerator: fairseq decoder vs eet_like decoder, {args.device} {args.dtype}, "
           f"prompt/source {args.prompt}, {args.new} new tokens, torch threads {torch.get_num_threads()}, "
           f"random weights", flush=True)
+    engines = ["fairseq"] + (["eet_like"] if args.quantize != "int8" else []) + \
+        (["eet_like-int8"] if args.quantize != "none" else [])
+    meta["engines"] = engines
     results, models = [], {}
     for shape, batch, beam in args.cases:
         if shape not in models:
@@ -173,45 +180,63 @@ def main(argv=None):
             gc.collect()
             ref, d = build(shape)
             ref = ref.to(device=args.device, dtype=dtype)
-            fast = copy.deepcopy(ref)
-            fast.decoder = eet_like.fairseq.TransformerDecoder.from_fairseq(fast.decoder)
-            models[shape] = (ref, fast, d)
-        ref, fast, d = models[shape]
+            decoders = {"fairseq": ref}
+            for name in engines[1:]:
+                fast = copy.deepcopy(ref)
+                fast.decoder = eet_like.fairseq.TransformerDecoder.from_fairseq(
+                    fast.decoder, quantize="int8" if name == "eet_like-int8" else None)
+                decoders[name] = fast
+            models[shape] = (decoders, d)
+        decoders, d = models[shape]
         kind = SHAPES[shape]["kind"]
         sample, prefix = make_sample(kind, d, batch, args.prompt, args.device)
         total = args.prompt + args.new if kind == "lm" else args.new
         # warm-up: allocator, oneDNN primitives, CUDA kernels
         warm, wprefix = make_sample(kind, d, batch, 4, args.device)
-        timed_generate(ref, d, warm, wprefix, beam, 4 + 2 if kind == "lm" else 2, args.device)
-        timed_generate(fast, d, warm, wprefix, beam, 4 + 2 if kind == "lm" else 2, args.device)
+        for model in decoders.values():
+            timed_generate(model, d, warm, wprefix, beam, 4 + 2 if kind == "lm" else 2, args.device)
         row = dict(model=shape, kind=kind, batch=batch, beam=beam)
-        best = {"fairseq": float("inf"), "eet_like": float("inf")}
-        for _ in range(args.repeats):   # alternating, so a busy moment of a shared CPU hits both
-            for name, model in (("fairseq", ref), ("eet_like", fast)):
-                secs, row[f"{name}_tokens"] = timed_generate(model, d, sample, prefix, beam, total, args.device)
+        best, tokens = {name: float("inf") for name in engines}, {}
+        for _ in range(args.repeats):   # alternating, so a busy moment of a shared CPU hits all
+            for name, model in decoders.items():
+                secs, tokens[name] = timed_generate(model, d, sample, prefix, beam, total, args.device)
                 best[name] = min(best[name], secs)
         for name, secs in best.items():
-            row[f"{name}_seconds"] = secs
-            row[f"{name}_tokens_per_s"] = batch * args.new / secs
-        row["speedup"] = row["fairseq_seconds"] / row["eet_like_seconds"]
-        row["tokens_equal"] = all(torch.equal(a, b) for a, b in zip(row.pop("fairseq_tokens"),
-                                                                      row.pop("eet_like_tokens")))
+            key = name.replace("-", "_")
+            row[f"{key}_seconds"] = secs
+            row[f"{key}_tokens_per_s"] = batch * args.new / secs
+        # float: the same tokens as fairseq (token-exact); int8: the share of sentences whose
+        # tokens all match (random weights give flat distributions, so int8 rounding flips picks).
+        if "eet_like" in decoders:
+            row["speedup"] = row["fairseq_seconds"] / row["eet_like_seconds"]
+            row["tokens_equal"] = all(torch.equal(a, b) for a, b in zip(tokens["fairseq"], tokens["eet_like"]))
+        if "eet_like-int8" in decoders:
+            row["speedup_int8"] = row["fairseq_seconds"] / row["eet_like_int8_seconds"]
+            same = [torch.equal(a, b) for a, b in zip(tokens["fairseq"], tokens["eet_like-int8"])]
+            row["int8_same_sentences"] = sum(same) / len(same)
         results.append(row)
-        print(f"  {shape:17s} b={batch:<3d} beam={beam}  fairseq {row['fairseq_tokens_per_s']:8.1f} tok/s  "
-              f"eet_like {row['eet_like_tokens_per_s']:8.1f} tok/s  x{row['speedup']:.2f}  "
-              f"equal={row['tokens_equal']}", flush=True)
+        print(f"  {shape:17s} b={batch:<3d} beam={beam}  " + "  ".join(
+            f"{name} {row[name.replace('-', '_') + '_tokens_per_s']:8.1f} tok/s" for name in engines) +
+              (f"  x{row['speedup']:.2f} equal={row['tokens_equal']}" if "speedup" in row else "") +
+              (f"  int8 x{row['speedup_int8']:.2f}" if "speedup_int8" in row else ""), flush=True)
     print()
-    print(f"{'model':17s} {'batch':>5s} {'beam':>4s} {'fairseq tok/s':>13s} {'eet_like tok/s':>14s} "
-          f"{'speedup':>7s} {'tokens equal':>12s}")
+    cols = [("fairseq tok/s", lambda r: f"{r['fairseq_tokens_per_s']:.1f}")]
+    if "eet_like" in engines:
+        cols += [("eet_like tok/s", lambda r: f"{r['eet_like_tokens_per_s']:.1f}"),
+                 ("speedup", lambda r: f"{r['speedup']:.2f}"), ("tokens equal", lambda r: str(r["tokens_equal"]))]
+    if "eet_like-int8" in engines:
+        cols += [("eet_like-int8 tok/s", lambda r: f"{r['eet_like_int8_tokens_per_s']:.1f}"),
+                 ("int8 speedup", lambda r: f"{r['speedup_int8']:.2f}"),
+                 ("int8 same sentences", lambda r: f"{r['int8_same_sentences']:.0%}")]
+    print(f"{'model':17s} {'batch':>5s} {'beam':>4s} " + " ".join(f"{h:>{len(h)}s}" for h, _ in cols))
     for r in results:
-        print(f"{r['model']:17s} {r['batch']:5d} {r['beam']:4d} {r['fairseq_tokens_per_s']:13.1f} "
-              f"{r['eet_like_tokens_per_s']:14.1f} {r['speedup']:7.2f} {str(r['tokens_equal']):>12s}")
+        print(f"{r['model']:17s} {r['batch']:5d} {r['beam']:4d} " + " ".join(f"{f(r):>{len(h)}s}" for h, f in cols))
     meta["loadavg_after"] = os.getloadavg()[0]
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(dict(meta=meta, results=results), f, indent=2)
     print(f"\nwrote {args.json}")
-    return 0 if all(r["tokens_equal"] for r in results) else 1
+    return 0 if all(r.get("tokens_equal", True) for r in results) else 1
 
 
 if __name__ == "__main__":
