@@ -104,5 +104,5 @@ def test_packed_int8_weight_is_cpu_only_here():
     q, s = eet_like.ops.quantize_int8(torch.randn(20, 24))
     p = eet_like.ops.pack_int8(q)
     assert p.shape == (2, 7, 16, 4)
-    with pytest.raises(ValueError, match=r"qweight must be \[N, K\] \(pack_int8's panels are CPU-only\)"):
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\] \(2-D\): pack_int8's panels are CPU-only"):
         eet_like.ops.linear_int8(torch.randn(3, 24), p, s)

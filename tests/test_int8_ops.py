@@ -387,6 +387,8 @@ def test_pack_int8_bad_inputs():
         ops.linear_int8(x, p, s, torch.randn(7))
     with pytest.raises(ValueError, match="qweight must be contiguous"):
         ops.linear_int8(x, torch.cat([p, p], 3)[..., ::2], s)
+    with pytest.raises(ValueError, match=r"qweight must be \[N, K\] \(2-D\) or pack_int8's panels"):
+        torch.ops.eet_like.linear_int8(x, p[0], s, None, "identity")
     with pytest.raises(ValueError, match=r"qweight must be \[N, K\] \(or pack_int8"):
         ops.linear_int8(x, p[0], s)
 

@@ -66,9 +66,10 @@ int64_t check_linear_int8_args(const at::Tensor& x, const at::Tensor& qweight, c
                 "[ceil(N / 16), ceil(K / 4) + 1, 16, 4] (pack_int8 of an [N, K] weight; N = scales.size(0), "
                 "K = x.size(-1))");
   } else {
-    check_rank(qweight, "qweight", 2,
-               packed_ok ? "[N, K] (or pack_int8's [ceil(N / 16), ceil(K / 4) + 1, 16, 4])" : "[N, K] (pack_int8's "
-               "panels are CPU-only)");
+    TORCH_CHECK_VALUE(qweight.dim() == 2, "qweight must be [N, K] (2-D)",
+                      packed_ok ? " or pack_int8's panels [ceil(N / 16), ceil(K / 4) + 1, 16, 4] (4-D)"
+                                : ": pack_int8's panels are CPU-only",
+                      ", got ", shape_str(qweight));
     TORCH_CHECK_VALUE(qweight.size(1) == K, "qweight must be [N, K] with K = x.size(-1) = ", K, ", got ",
                       shape_str(qweight));
     TORCH_CHECK_VALUE(qweight.size(0) > 0, "qweight must be non-empty, got ", shape_str(qweight));
