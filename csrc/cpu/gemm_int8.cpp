@@ -223,7 +223,7 @@ void gemm_avx2(const int8_t* xq, int64_t m, int64_t k, const int8_t* q, int64_t 
 // 8 output columns x 4 k) into a per-thread buffer; every activation row block passes over a
 // K slice of it while the slice stays in L1.
 constexpr int kPanelRows = 6;   // activation rows per block: 12 accumulators + ones + 3 temporaries
-constexpr int kPanelCols = 16;  // weight rows (output columns) per panel
+constexpr int kPanelCols = kPackedInt8PanelCols;  // 16 weight rows (output columns) per panel
 constexpr int kAvx2ActivationMax = kPackedInt8ActivationMax;  // 63: |xq| without VNNI (int8_activation_max)
 constexpr int kActOffset = 64;          // xu = xq + 64 in [1, 127]
 

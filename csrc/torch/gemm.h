@@ -55,8 +55,7 @@ inline std::vector<int64_t> panel_shape(int64_t n, int64_t k) {
 }
 
 // pack_int8's panels of an int8 [n, k] weight: [ceil(n / 16), ceil(k / 4) + 1, 16, 4] int8
-// (pack_int8.cpp; cpu::pack_int8_panels).
-constexpr int64_t kInt8PanelCols = 16;
+// (pack_int8.cpp; cpu::pack_int8_panels, 16 = cpu::kPackedInt8PanelCols).
 std::vector<int64_t> int8_panel_shape(int64_t n, int64_t k);
 
 // The arguments of a packed-weight GEMM op (linear_packed) on CPU: x

@@ -8,7 +8,8 @@
 namespace eet {
 
 std::vector<int64_t> int8_panel_shape(int64_t n, int64_t k) {
-  return {(n + kInt8PanelCols - 1) / kInt8PanelCols, (k + 3) / 4 + 1, kInt8PanelCols, 4};
+  constexpr int64_t cols = cpu::kPackedInt8PanelCols;
+  return {(n + cols - 1) / cols, (k + 3) / 4 + 1, cols, 4};
 }
 
 namespace {

@@ -123,6 +123,7 @@ void pack_int8_panels(const int8_t* q, int64_t n, int64_t k, int8_t* out);
 void linear_s8_packed(const float* x, int64_t m, int64_t k, const int8_t* packed, int64_t n, const float* sw,
                       const float* bias, Act act, float* y);
 constexpr int kPackedInt8ActivationMax = 63;
+constexpr int kPackedInt8PanelCols = 16;  // output columns per panel
 void dequant_bias_act(const int32_t* acc, const float* sx, const float* sw, const float* bias, Act act,
                       int64_t m, int64_t n, float* y);
 
